@@ -1,0 +1,1 @@
+"""SMS and email provider adapters."""
