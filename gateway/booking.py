@@ -1,0 +1,221 @@
+"""Booking, moving, cancelling and recording the outcome of rdvs.
+
+Each function is one transaction: it validates, changes the rdv, plans the
+messages that announce the change (:mod:`gateway.planning`) and commits, or
+raises a :class:`~gateway.errors.DomainError` having changed nothing.
+
+No two rdvs of one agent overlap, even when two bookings race: every booking
+or move first bumps the agent's ``booking_version`` with an UPDATE, which
+takes the agent's row lock on PostgreSQL and the database write lock on
+SQLite, so the overlap check that follows sees every committed rdv and no
+other booking of that agent can commit in between. On PostgreSQL an exclusion
+constraint enforces the same rule in the database as a second line.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .errors import Conflict, DomainError, NotFound, ValidationFailed
+from .extensions import db
+from .models import (
+    RDV_CANCELLED_STATUSES,
+    RDV_EXCUSED,
+    RDV_NOSHOW,
+    RDV_REVOKED,
+    RDV_SEEN,
+    RDV_UNKNOWN,
+    Agent,
+    Lieu,
+    Motif,
+    Organisation,
+    Participation,
+    Rdv,
+    Usager,
+)
+from .planning import plan_booking, plan_cancel, plan_move
+from .slots import is_within_opening_hours
+from .timeutil import require_aware, utcnow
+
+USAGER_CHANNELS = ("link", "sms")
+
+
+def _owned(model, obj_id, organisation: Organisation, field: str, label: str):
+    obj = db.session.get(model, obj_id) if isinstance(obj_id, int) else None
+    if obj is None or obj.organisation_id != organisation.id:
+        raise ValidationFailed(f"{label} introuvable.", fields={field: f"{label} introuvable."})
+    return obj
+
+
+def _lock_agent(agent: Agent) -> None:
+    db.session.execute(
+        update(Agent).where(Agent.id == agent.id).values(booking_version=Agent.booking_version + 1)
+    )
+
+
+def _overlapping(agent_id: int, starts_at: datetime, ends_at: datetime, exclude_id: int | None):
+    query = select(Rdv.id).where(
+        Rdv.agent_id == agent_id,
+        Rdv.status.not_in(RDV_CANCELLED_STATUSES),
+        Rdv.starts_at < ends_at,
+        Rdv.ends_at > starts_at,
+    )
+    if exclude_id is not None:
+        query = query.where(Rdv.id != exclude_id)
+    return db.session.scalar(select(exists(query)))
+
+
+def _check_slot(org, motif, agent, lieu, starts_at, exclude_id=None) -> datetime:
+    ends_at = starts_at + timedelta(minutes=motif.duration_minutes)
+    if not is_within_opening_hours(org, motif, agent.id, lieu.id, starts_at):
+        raise ValidationFailed(
+            "Ce créneau est en dehors des plages d'ouverture de l'agent pour ce motif et ce lieu.",
+            fields={"starts_at": "Créneau hors des plages d'ouverture."},
+        )
+    _lock_agent(agent)
+    if _overlapping(agent.id, starts_at, ends_at, exclude_id):
+        raise Conflict(
+            "Ce créneau n'est plus libre : l'agent a déjà un rendez-vous à cette heure.",
+            fields={"starts_at": "Créneau déjà pris."},
+            code="slot_taken",
+        )
+    return ends_at
+
+
+def _commit_or_conflict() -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The PostgreSQL exclusion constraint caught an overlap the lock did not.
+        db.session.rollback()
+        raise Conflict("Ce créneau n'est plus libre.", fields={"starts_at": "Créneau déjà pris."},
+                       code="slot_taken") from None
+
+
+def book(
+    organisation: Organisation,
+    *,
+    motif_id,
+    lieu_id,
+    agent_id,
+    usager_ids,
+    starts_at: datetime,
+    now: datetime | None = None,
+) -> Rdv:
+    """Book an rdv in a free slot and plan its confirmation and reminders."""
+    now = require_aware(now or utcnow())
+    try:
+        motif = _owned(Motif, motif_id, organisation, "motif_id", "Motif")
+        lieu = _owned(Lieu, lieu_id, organisation, "lieu_id", "Lieu")
+        agent = _owned(Agent, agent_id, organisation, "agent_id", "Agent")
+        if not usager_ids or not isinstance(usager_ids, list) or len(usager_ids) > 20:
+            raise ValidationFailed("Choisissez au moins un usager.", fields={"usager_id": "Usager obligatoire."})
+        usagers = [_owned(Usager, uid, organisation, "usager_id", "Usager") for uid in dict.fromkeys(usager_ids)]
+        starts_at = require_aware(starts_at).replace(microsecond=0)
+        if starts_at <= now:
+            raise ValidationFailed("Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."})
+        ends_at = _check_slot(organisation, motif, agent, lieu, starts_at)
+        rdv = Rdv(
+            organisation=organisation,
+            motif=motif,
+            lieu=lieu,
+            agent=agent,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            duration_minutes=motif.duration_minutes,
+            status=RDV_UNKNOWN,
+            participations=[Participation(usager=u) for u in usagers],
+        )
+        db.session.add(rdv)
+        db.session.flush()
+        plan_booking(rdv, now)
+    except DomainError:
+        db.session.rollback()
+        raise
+    _commit_or_conflict()
+    return rdv
+
+
+def move(rdv: Rdv, *, starts_at: datetime | None = None, lieu_id=None,
+         now: datetime | None = None) -> Rdv:
+    """Change the start (and/or the lieu): pending messages are cancelled, a ``moved`` goes out."""
+    now = require_aware(now or utcnow())
+    try:
+        if rdv.is_cancelled:
+            raise Conflict("Ce rendez-vous est annulé : il ne peut plus être déplacé.", code="rdv_cancelled")
+        org = rdv.organisation
+        lieu = _owned(Lieu, lieu_id, org, "lieu_id", "Lieu") if lieu_id is not None else rdv.lieu
+        new_start = require_aware(starts_at).replace(microsecond=0) if starts_at else rdv.starts_at
+        if new_start == rdv.starts_at and lieu.id == rdv.lieu_id:
+            raise ValidationFailed("Rien à changer : même date et même lieu.",
+                                   fields={"starts_at": "Même date et même lieu."})
+        if new_start <= now:
+            raise ValidationFailed("Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."})
+        previous = rdv.starts_at
+        ends_at = _check_slot(org, rdv.motif, rdv.agent, lieu, new_start, exclude_id=rdv.id)
+        rdv.starts_at, rdv.ends_at, rdv.lieu = new_start, ends_at, lieu
+        rdv.duration_minutes = rdv.motif.duration_minutes
+        db.session.flush()
+        plan_move(rdv, now, previous)
+    except DomainError:
+        db.session.rollback()
+        raise
+    _commit_or_conflict()
+    return rdv
+
+
+def cancel(rdv: Rdv, *, via: str, agent: Agent | None = None, now: datetime | None = None) -> bool:
+    """Cancel an rdv; returns False (changing nothing) when it was already cancelled.
+
+    ``via`` is ``agent``, ``api``, ``link`` or ``sms``. A usager (link, SMS)
+    cannot cancel once the rdv has started or inside the organisation's
+    minimum notice; the service (agent, API) can.
+    """
+    now = require_aware(now or utcnow())
+    if rdv.is_cancelled:
+        return False
+    by_usager = via in USAGER_CHANNELS
+    if by_usager:
+        notice = timedelta(minutes=rdv.organisation.min_cancel_notice_minutes or 0)
+        if now >= rdv.starts_at - notice:
+            raise DomainError(
+                "Ce rendez-vous ne peut plus être annulé en ligne.", code="too_late", status=409
+            )
+    elif rdv.status in (RDV_SEEN, RDV_NOSHOW):
+        raise Conflict("Ce rendez-vous a déjà eu lieu.", code="rdv_past")
+    rdv.status = RDV_EXCUSED if by_usager else RDV_REVOKED
+    rdv.cancelled_at = now
+    rdv.cancelled_via = via
+    rdv.cancelled_by_agent = agent if via == "agent" else None
+    db.session.flush()
+    plan_cancel(rdv, now, by_usager=by_usager)
+    db.session.commit()
+    return True
+
+
+def record_outcome(rdv: Rdv, status: str, *, now: datetime | None = None) -> Rdv:
+    """Record that the usager came (``seen``) or did not (``noshow``), once the rdv has started."""
+    now = require_aware(now or utcnow())
+    if status not in (RDV_SEEN, RDV_NOSHOW, RDV_UNKNOWN):
+        raise ValidationFailed("Statut invalide.", fields={"status": "Attendu : seen ou noshow."})
+    if rdv.is_cancelled:
+        raise Conflict("Ce rendez-vous est annulé.", code="rdv_cancelled")
+    if rdv.starts_at > now:
+        raise Conflict("Le rendez-vous n'a pas encore commencé.", code="rdv_not_started")
+    rdv.status = status
+    rdv.status_recorded_at = now
+    db.session.commit()
+    return rdv
+
+
+def get_rdv(organisation: Organisation, rdv_id) -> Rdv:
+    rdv = db.session.get(Rdv, rdv_id) if isinstance(rdv_id, int) else None
+    if rdv is None or rdv.organisation_id != organisation.id:
+        raise NotFound("Rendez-vous introuvable.")
+    return rdv
+
+
+__all__ = ["book", "move", "cancel", "record_outcome", "get_rdv", "RDV_REVOKED"]

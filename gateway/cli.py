@@ -1,0 +1,109 @@
+"""The ``gateway`` command: a Flask CLI group with Lapin's own commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from .extensions import db
+
+
+def _create_app():
+    from . import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app)
+def main() -> None:
+    """Lapin: SMS and email reminder gateway."""
+
+
+def migrate_to_head() -> None:
+    """Apply every Alembic migration (creates the database on first use)."""
+    from alembic import command
+
+    from .migrations import alembic_config
+
+    with db.engine.begin() as connection:
+        cfg = alembic_config(connection)
+        command.upgrade(cfg, "head")
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db_command() -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    migrate_to_head()
+    click.echo("Base de données à jour.")
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo_command() -> None:
+    """Load demo data (idempotent) and print the demo logins."""
+    from .seed import seed_demo
+
+    for line in seed_demo():
+        click.echo(line)
+
+
+@click.command("create-agent")
+@click.argument("email")
+@click.option("--org", "org_id", type=int, required=True, help="Organisation id.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@with_appcontext
+def create_agent_command(email, org_id, password_stdin, first_name, last_name) -> None:
+    """Create an agent of organisation ORG (or reset the password of an existing one)."""
+    from sqlalchemy import func, select
+
+    from .models import Agent, Organisation
+
+    if db.session.get(Organisation, org_id) is None:
+        raise click.ClickException(f"organisation {org_id} introuvable")
+    if not password_stdin:
+        raise click.ClickException("--password-stdin est obligatoire (le mot de passe ne passe pas en argument)")
+    password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 10:
+        raise click.ClickException("mot de passe trop court (10 caractères au moins)")
+    agent = db.session.scalar(select(Agent).where(func.lower(Agent.email) == email.strip().lower()))
+    if agent is not None and agent.organisation_id != org_id:
+        raise click.ClickException("cet e-mail appartient à un agent d'une autre organisation")
+    if agent is None:
+        agent = Agent(organisation_id=org_id, email=email.strip().lower(), first_name=first_name,
+                      last_name=last_name)
+        db.session.add(agent)
+    agent.set_password(password)
+    db.session.commit()
+    click.echo(f"agent {agent.id} {agent.email}")
+
+
+@click.command("create-api-token")
+@click.argument("name")
+@click.option("--org", "org_id", type=int, required=True, help="Organisation id.")
+@with_appcontext
+def create_api_token_command(name, org_id) -> None:
+    """Create an API token; the token is printed alone on the last line, once."""
+    from .models import ApiToken, Organisation
+
+    if db.session.get(Organisation, org_id) is None:
+        raise click.ClickException(f"organisation {org_id} introuvable")
+    token_row, token = ApiToken.issue(org_id, name)
+    db.session.add(token_row)
+    db.session.commit()
+    click.echo(f"# jeton « {name} » pour l'organisation {org_id} (conservez-le, il ne sera plus affiché)")
+    click.echo(token)
+
+
+def register_commands(app: Flask) -> None:
+    for command in (init_db_command, seed_demo_command, create_agent_command, create_api_token_command):
+        app.cli.add_command(command)
+    from scheduler.cli import commands
+
+    for command in commands:
+        app.cli.add_command(command)

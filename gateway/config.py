@@ -1,0 +1,102 @@
+"""Configuration, read once from the environment (SPEC section 3, Environment).
+
+Every setting the app uses is named here; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:5000"
+
+# Variables passed through untouched to the provider registry.
+PROVIDER_KEYS = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_FROM",
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "TWILIO_API_BASE_URL",
+    "VONAGE_API_KEY",
+    "VONAGE_API_SECRET",
+    "VONAGE_FROM",
+    "VONAGE_REST_HOST",
+    "VONAGE_SIGNATURE_SECRET",
+    "VONAGE_SIGNATURE_METHOD",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SMTP_USERNAME",
+    "SMTP_PASSWORD",
+    "SMTP_STARTTLS",
+    "MAIL_FROM",
+    "SIMULATOR_LATENCY",
+    "SIMULATOR_FAILURE_RATE",
+)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_environment(instance_path: str, environ: Mapping[str, str] | None = None) -> dict:
+    """Build the Flask config mapping from environment variables.
+
+    ``SECRET_KEY`` is required when ``FLASK_ENV``/``GATEWAY_ENV`` says production;
+    in development a key is generated once and kept in the instance folder, so
+    sessions survive restarts of ``make run``.
+    """
+    env = dict(os.environ if environ is None else environ)
+    production = env.get("GATEWAY_ENV", "").lower() == "production"
+    secret = env.get("SECRET_KEY")
+    if not secret:
+        if production:
+            raise RuntimeError("SECRET_KEY must be set when GATEWAY_ENV=production")
+        secret = _instance_secret(instance_path)
+    database_url = env.get("DATABASE_URL") or "sqlite:///" + str(
+        Path(instance_path) / "lapin.sqlite3"
+    )
+    if database_url.startswith("postgres://"):
+        # Heroku-style URLs; SQLAlchemy wants the dialect spelled out.
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    config = {
+        "SECRET_KEY": secret,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL).rstrip("/"),
+        "SMS_PROVIDERS": _list(env.get("SMS_PROVIDERS") or "simulator"),
+        "EMAIL_PROVIDER": (env.get("EMAIL_PROVIDER") or "simulator").strip(),
+        "REMINDER_OFFSETS": env.get("REMINDER_OFFSETS") or "48h",
+        "QUIET_HOURS": env.get("QUIET_HOURS") or "20:00-08:00",
+        "PRODUCTION": production,
+        # Bodies above this size are refused with 413 before any parsing.
+        "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH") or 256 * 1024),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _truthy(env.get("SESSION_COOKIE_SECURE")) or production,
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Embedded mode (no REDIS_URL): run a worker and scheduler thread in the web process.
+        "EMBEDDED_WORKER": not _truthy(env.get("EMBEDDED_WORKER_DISABLED")),
+        "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
+        "PROVIDER_SETTINGS": {k: env[k] for k in PROVIDER_KEYS if env.get(k)},
+    }
+    return config
+
+
+def _list(value: str) -> list[str]:
+    return [item.strip().lower() for item in value.split(",") if item.strip()]
+
+
+def _instance_secret(instance_path: str) -> str:
+    path = Path(instance_path) / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key

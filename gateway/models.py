@@ -1,0 +1,418 @@
+"""Database models for every entity of SPEC section 1.
+
+All datetimes are stored in UTC through :class:`UTCDateTime`, which refuses
+naive values on the way in and returns aware UTC values on the way out, on
+SQLite as on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from datetime import datetime, time, timedelta
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    Time,
+    UniqueConstraint,
+    text,
+    types,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from providers import status as message_status
+
+from .extensions import db
+from .timeutil import UTC, require_aware, utcnow
+
+
+class UTCDateTime(types.TypeDecorator):
+    """A timestamp stored as UTC; naive datetimes are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = require_aware(value)
+        if dialect.name == "sqlite":
+            # SQLite has no zone type: store naive UTC so text order is time order.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Rdv statuses (SPEC section 1).
+RDV_UNKNOWN = "unknown"
+RDV_SEEN = "seen"
+RDV_NOSHOW = "noshow"
+RDV_EXCUSED = "excused"
+RDV_REVOKED = "revoked"
+RDV_STATUSES = (RDV_UNKNOWN, RDV_SEEN, RDV_NOSHOW, RDV_EXCUSED, RDV_REVOKED)
+RDV_CANCELLED_STATUSES = (RDV_EXCUSED, RDV_REVOKED)
+
+CANCELLED_VIA = ("agent", "link", "sms", "api")
+
+CHANNEL_SMS = "sms"
+CHANNEL_EMAIL = "email"
+CHANNELS = (CHANNEL_SMS, CHANNEL_EMAIL)
+
+MESSAGE_KINDS = ("confirmation", "reminder", "moved", "cancelled", "reply", "agent_alert")
+
+LOCATION_TYPES = {
+    "on_site": "Sur place",
+    "phone": "Par téléphone",
+    "home": "À domicile",
+}
+
+CODE_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_cancel_code(length: int = 12) -> str:
+    """A random cancellation code: 12 characters of [A-Za-z0-9], about 71 bits."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class Organisation(TimestampMixin, db.Model):
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Paris")
+    phone: Mapped[Optional[str]] = mapped_column(String(32))
+    sms_sender: Mapped[Optional[str]] = mapped_column(String(16))
+    # Comma lists; NULL means "use the environment's default".
+    sms_providers: Mapped[Optional[str]] = mapped_column(String(200))
+    email_provider: Mapped[Optional[str]] = mapped_column(String(50))
+    reminder_offsets: Mapped[Optional[str]] = mapped_column(String(100))
+    quiet_hours: Mapped[Optional[str]] = mapped_column(String(20))
+    min_cancel_notice_minutes: Mapped[int] = mapped_column(Integer, default=0)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone or "Europe/Paris")
+
+
+class Lieu(TimestampMixin, db.Model):
+    __tablename__ = "lieux"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(300), default="")
+    phone: Mapped[Optional[str]] = mapped_column(String(32))
+
+    organisation: Mapped[Organisation] = relationship()
+
+
+class Agent(UserMixin, TimestampMixin, db.Model):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300), default="")
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped under a row lock by every booking of this agent: serialises
+    # concurrent bookings so two rdvs can never overlap (see gateway.booking).
+    booking_version: Mapped[int] = mapped_column(Integer, default=0)
+
+    organisation: Mapped[Organisation] = relationship()
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip() or self.email
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login
+        return bool(self.active)
+
+    def set_password(self, password: str) -> None:
+        # scrypt: memory-hard, Werkzeug's default modern scheme.
+        self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def check_password(self, password: str) -> bool:
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+
+class Motif(TimestampMixin, db.Model):
+    __tablename__ = "motifs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    service: Mapped[str] = mapped_column(String(100), default="PMI")
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=30)
+    location_type: Mapped[str] = mapped_column(String(20), default="on_site")
+    reminder_offsets: Mapped[Optional[str]] = mapped_column(String(100))
+    instructions: Mapped[Optional[str]] = mapped_column(Text)
+
+    organisation: Mapped[Organisation] = relationship()
+
+
+opening_hours_motifs = Table(
+    "opening_hours_motifs",
+    db.Model.metadata,
+    Column("opening_hours_id", ForeignKey("opening_hours.id", ondelete="CASCADE"), primary_key=True),
+    Column("motif_id", ForeignKey("motifs.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class OpeningHours(TimestampMixin, db.Model):
+    """A weekly recurring range (local wall-clock time) of one agent at one lieu."""
+
+    __tablename__ = "opening_hours"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    lieu_id: Mapped[int] = mapped_column(ForeignKey("lieux.id"), index=True)
+    weekday: Mapped[int] = mapped_column(Integer)  # Monday = 0
+    start_time: Mapped[time] = mapped_column(Time)
+    end_time: Mapped[time] = mapped_column(Time)
+
+    agent: Mapped[Agent] = relationship()
+    lieu: Mapped[Lieu] = relationship()
+    motifs: Mapped[list[Motif]] = relationship(secondary=opening_hours_motifs)
+
+
+class Usager(TimestampMixin, db.Model):
+    __tablename__ = "usagers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[Optional[str]] = mapped_column(String(20), index=True)  # E.164
+    email: Mapped[Optional[str]] = mapped_column(String(254))
+    notify_sms: Mapped[bool] = mapped_column(Boolean, default=True)
+    notify_email: Mapped[bool] = mapped_column(Boolean, default=True)
+    sms_opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Rdv(TimestampMixin, db.Model):
+    __tablename__ = "rdvs"
+    __table_args__ = (Index("ix_rdvs_agent_starts", "agent_id", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    motif_id: Mapped[int] = mapped_column(ForeignKey("motifs.id"))
+    lieu_id: Mapped[int] = mapped_column(ForeignKey("lieux.id"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=RDV_UNKNOWN)
+    cancelled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    cancelled_via: Mapped[Optional[str]] = mapped_column(String(16))
+    cancelled_by_agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id"))
+    confirmed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    status_recorded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    organisation: Mapped[Organisation] = relationship()
+    motif: Mapped[Motif] = relationship()
+    lieu: Mapped[Lieu] = relationship()
+    agent: Mapped[Agent] = relationship(foreign_keys=[agent_id])
+    cancelled_by_agent: Mapped[Optional[Agent]] = relationship(foreign_keys=[cancelled_by_agent_id])
+    participations: Mapped[list["Participation"]] = relationship(
+        back_populates="rdv", cascade="all, delete-orphan", order_by="Participation.id"
+    )
+    messages: Mapped[list["Message"]] = relationship(
+        back_populates="rdv", order_by="Message.id", foreign_keys="Message.rdv_id"
+    )
+
+    @property
+    def usagers(self) -> list[Usager]:
+        return [p.usager for p in self.participations]
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.status in RDV_CANCELLED_STATUSES
+
+
+class Participation(db.Model):
+    """One usager at one rdv, with the cancellation code bound to both."""
+
+    __tablename__ = "participations"
+    __table_args__ = (UniqueConstraint("rdv_id", "usager_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rdv_id: Mapped[int] = mapped_column(ForeignKey("rdvs.id", ondelete="CASCADE"), index=True)
+    usager_id: Mapped[int] = mapped_column(ForeignKey("usagers.id"), index=True)
+    cancel_code: Mapped[str] = mapped_column(String(32), unique=True, default=new_cancel_code)
+
+    rdv: Mapped[Rdv] = relationship(back_populates="participations")
+    usager: Mapped[Usager] = relationship()
+
+
+class Message(TimestampMixin, db.Model):
+    """One SMS or email to one recipient; the database is the source of truth."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        # The dispatch query: due rows only, whatever the size of the table.
+        Index(
+            "ix_messages_due",
+            "send_at",
+            postgresql_where=text("status = 'scheduled'"),
+            sqlite_where=text("status = 'scheduled'"),
+        ),
+        Index("ix_messages_provider_id", "provider", "provider_message_id"),
+        Index("ix_messages_rdv", "rdv_id"),
+        Index("ix_messages_recipient_sent", "recipient", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    rdv_id: Mapped[Optional[int]] = mapped_column(ForeignKey("rdvs.id"))
+    usager_id: Mapped[Optional[int]] = mapped_column(ForeignKey("usagers.id"))
+    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id"))
+    # The SMS this email replaces (SMS-to-email fallback), or the inbound SMS answered.
+    fallback_of_id: Mapped[Optional[int]] = mapped_column(ForeignKey("messages.id"))
+    channel: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=message_status.SCHEDULED)
+    send_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[Optional[str]] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    html_body: Mapped[Optional[str]] = mapped_column(Text)
+    segments: Mapped[Optional[int]] = mapped_column(Integer)
+    encoding: Mapped[Optional[str]] = mapped_column(String(8))
+    provider: Mapped[Optional[str]] = mapped_column(String(32))
+    provider_message_id: Mapped[Optional[str]] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    error_code: Mapped[Optional[str]] = mapped_column(String(32))
+    queued_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    status_changed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, default=utcnow)
+
+    rdv: Mapped[Optional[Rdv]] = relationship(back_populates="messages", foreign_keys=[rdv_id])
+    usager: Mapped[Optional[Usager]] = relationship()
+    agent: Mapped[Optional[Agent]] = relationship()
+    events: Mapped[list["DeliveryEvent"]] = relationship(
+        back_populates="message", order_by="DeliveryEvent.id"
+    )
+    status_changes: Mapped[list["MessageStatusChange"]] = relationship(
+        back_populates="message", order_by="MessageStatusChange.id"
+    )
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in message_status.FINAL_STATUSES
+
+
+class MessageStatusChange(db.Model):
+    """Every status a message went through, with its time: the timeline's spine."""
+
+    __tablename__ = "message_status_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    detail: Mapped[Optional[str]] = mapped_column(Text)
+
+    message: Mapped[Message] = relationship(back_populates="status_changes")
+
+
+class DeliveryEvent(db.Model):
+    """A receipt or webhook call, kept raw for audit, linked to its message when known."""
+
+    __tablename__ = "delivery_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[Optional[int]] = mapped_column(ForeignKey("messages.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_message_id: Mapped[Optional[str]] = mapped_column(String(200), index=True)
+    raw_status: Mapped[Optional[str]] = mapped_column(String(50))
+    mapped_status: Mapped[Optional[str]] = mapped_column(String(16))
+    error_code: Mapped[Optional[str]] = mapped_column(String(32))
+    applied: Mapped[bool] = mapped_column(Boolean, default=False)
+    raw: Mapped[dict] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    message: Mapped[Optional[Message]] = relationship(back_populates="events")
+
+
+class InboundSms(db.Model):
+    __tablename__ = "inbound_sms"
+    __table_args__ = (UniqueConstraint("provider", "provider_message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organisations.id"))
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_message_id: Mapped[str] = mapped_column(String(200))
+    from_number: Mapped[str] = mapped_column(String(32), index=True)
+    to_number: Mapped[Optional[str]] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text, default="")
+    usager_id: Mapped[Optional[int]] = mapped_column(ForeignKey("usagers.id"))
+    rdv_id: Mapped[Optional[int]] = mapped_column(ForeignKey("rdvs.id"), index=True)
+    action: Mapped[Optional[str]] = mapped_column(String(32))
+    raw: Mapped[dict] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    usager: Mapped[Optional[Usager]] = relationship()
+    rdv: Mapped[Optional[Rdv]] = relationship()
+
+
+class ApiToken(TimestampMixin, db.Model):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    organisation: Mapped[Organisation] = relationship()
+
+    @staticmethod
+    def hash(token: str) -> str:
+        # Tokens are 256-bit random: a fast hash is enough, no salt needed.
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, organisation_id: int, name: str) -> tuple["ApiToken", str]:
+        token = "lapin_" + secrets.token_urlsafe(32)
+        return cls(organisation_id=organisation_id, name=name, token_hash=cls.hash(token)), token
+
+
+def ends_at_for(starts_at: datetime, duration_minutes: int) -> datetime:
+    return starts_at + timedelta(minutes=duration_minutes)

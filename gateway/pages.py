@@ -1,0 +1,257 @@
+"""Agent pages: agenda, booking form, rdv page. Everything behind login,
+scoped to the agent's organisation, working without JavaScript."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from wtforms import BooleanField, EmailField, HiddenField, SelectField, StringField, TelField
+from wtforms.validators import Length, Optional
+
+from .booking import book, cancel, get_rdv, move, record_outcome
+from .errors import DomainError, NotFound
+from .extensions import db
+from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv, Usager
+from .slots import free_slots
+from .timeutil import UTC, localize, parse_iso, utcnow
+from .usagers import clean_usager_fields, create_usager, search_usagers
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.before_request
+@login_required
+def _require_login():
+    """Every page of this blueprint needs a logged-in agent."""
+
+
+def _org():
+    return current_user.organisation
+
+
+def _owned_or_404(model, obj_id):
+    obj = db.session.get(model, obj_id) if obj_id is not None else None
+    if obj is None or obj.organisation_id != current_user.organisation_id:
+        abort(404)
+    return obj
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("pages.agenda"))
+
+
+@bp.get("/agenda")
+def agenda():
+    org = _org()
+    tz = org.tz
+    view = "week" if request.args.get("view") == "week" else "day"
+    try:
+        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else utcnow().astimezone(tz).date()
+    except ValueError:
+        day = utcnow().astimezone(tz).date()
+    if view == "week":
+        first = day - timedelta(days=day.weekday())
+        days = [first + timedelta(days=i) for i in range(7)]
+    else:
+        days = [day]
+    start = localize(datetime.combine(days[0], datetime.min.time()), tz)
+    end = localize(datetime.combine(days[-1] + timedelta(days=1), datetime.min.time()), tz)
+    agent_param = request.args.get("agent", "me")
+    query = (
+        select(Rdv)
+        .where(Rdv.organisation_id == org.id, Rdv.starts_at >= start, Rdv.starts_at < end)
+        .options(selectinload(Rdv.participations).selectinload(Participation.usager),
+                 selectinload(Rdv.motif), selectinload(Rdv.lieu), selectinload(Rdv.agent))
+        .order_by(Rdv.starts_at)
+    )
+    if agent_param == "me":
+        query = query.where(Rdv.agent_id == current_user.id)
+    elif agent_param.isdigit():
+        query = query.where(Rdv.agent_id == int(agent_param))
+    rdvs = db.session.scalars(query).all()
+    by_day = {d: [] for d in days}
+    for rdv in rdvs:
+        by_day.setdefault(rdv.starts_at.astimezone(tz).date(), []).append(rdv)
+    step = timedelta(days=7 if view == "week" else 1)
+    agents = db.session.scalars(select(Agent).where(Agent.organisation_id == org.id).order_by(Agent.last_name)).all()
+    return render_template(
+        "pages/agenda.html", view=view, day=day, by_day=by_day, tz=tz, agents=agents,
+        agent_param=agent_param, previous=day - step, next=day + step,
+        today=utcnow().astimezone(tz).date(),
+    )
+
+
+class BookingForm(FlaskForm):
+    motif_id = HiddenField()
+    lieu_id = HiddenField()
+    agent_id = HiddenField()
+    starts_at = HiddenField()
+    usager_id = HiddenField()
+    first_name = StringField("Prénom", validators=[Optional(), Length(max=100)])
+    last_name = StringField("Nom", validators=[Optional(), Length(max=100)])
+    phone = TelField("Téléphone mobile", validators=[Optional(), Length(max=32)])
+    email = EmailField("Adresse e-mail", validators=[Optional(), Length(max=254)])
+    notify_sms = BooleanField("Accepte les SMS", default=True)
+    notify_email = BooleanField("Accepte les e-mails", default=True)
+
+
+def _int_arg(name):
+    value = request.values.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 12 else None
+
+
+@bp.route("/rdvs/new", methods=["GET", "POST"])
+def new_rdv():
+    """The booking form, in steps: motif → lieu → free slot → usager (found or created)."""
+    org = _org()
+    tz = org.tz
+    motifs = db.session.scalars(select(Motif).where(Motif.organisation_id == org.id).order_by(Motif.name)).all()
+    motif = _owned_or_404(Motif, _int_arg("motif_id")) if _int_arg("motif_id") else None
+    lieux = db.session.scalars(select(Lieu).where(Lieu.organisation_id == org.id).order_by(Lieu.name)).all()
+    lieu = _owned_or_404(Lieu, _int_arg("lieu_id")) if motif and _int_arg("lieu_id") else None
+    form = BookingForm()
+    slot_start = None
+    slot_agent = None
+    if lieu and request.values.get("starts_at") and _int_arg("agent_id"):
+        try:
+            slot_start = parse_iso(request.values["starts_at"], tz)
+        except ValueError:
+            abort(400)
+        slot_agent = _owned_or_404(Agent, _int_arg("agent_id"))
+    context = {"motifs": motifs, "motif": motif, "lieux": lieux, "lieu": lieu, "tz": tz,
+               "slot_start": slot_start, "slot_agent": slot_agent, "form": form}
+
+    if request.method == "POST":
+        if not (motif and lieu and slot_start and slot_agent):
+            abort(400)
+        if not form.validate_on_submit():
+            return render_template("pages/rdv_new.html", step="usager", **context), 400
+        try:
+            usager_id = _int_arg("usager_id")
+            if usager_id is None:
+                usager = create_usager(org, {
+                    "first_name": form.first_name.data, "last_name": form.last_name.data,
+                    "phone": form.phone.data, "email": form.email.data,
+                    "notify_sms": bool(form.notify_sms.data), "notify_email": bool(form.notify_email.data),
+                }, commit=False)
+                db.session.flush()
+                usager_id = usager.id
+            rdv = book(org, motif_id=motif.id, lieu_id=lieu.id, agent_id=slot_agent.id,
+                       usager_ids=[usager_id], starts_at=slot_start)
+        except DomainError as exc:
+            db.session.rollback()
+            for name, message in exc.fields.items():
+                field = getattr(form, name, None)
+                if field is not None and hasattr(field, "errors"):
+                    field.errors = list(field.errors) + [message]
+            flash(exc.message, "error")
+            return render_template("pages/rdv_new.html", step="usager",
+                                   usagers=_usager_results(org), **context), exc.status
+        flash("Rendez-vous enregistré. La confirmation part maintenant.", "success")
+        return redirect(url_for("pages.show_rdv", rdv_id=rdv.id))
+
+    if motif is None:
+        return render_template("pages/rdv_new.html", step="motif", **context)
+    if lieu is None:
+        return render_template("pages/rdv_new.html", step="lieu", **context)
+    if slot_start is None:
+        try:
+            week = date.fromisoformat(request.args.get("week", ""))
+        except ValueError:
+            week = utcnow().astimezone(tz).date()
+        start = max(localize(datetime.combine(week, datetime.min.time()), tz), utcnow())
+        end = localize(datetime.combine(week + timedelta(days=7), datetime.min.time()), tz)
+        slots = free_slots(org, motif, start, end, lieu_id=lieu.id)
+        agents = {a.id: a for a in db.session.scalars(select(Agent).where(Agent.organisation_id == org.id))}
+        by_day: dict = {}
+        for s in slots:
+            by_day.setdefault(s.starts_at.astimezone(tz).date(), []).append(s)
+        return render_template("pages/rdv_new.html", step="slot", by_day=by_day, agents=agents,
+                               week=week, next_week=week + timedelta(days=7),
+                               previous_week=week - timedelta(days=7) if week > utcnow().astimezone(tz).date() else None,
+                               **context)
+    return render_template("pages/rdv_new.html", step="usager", usagers=_usager_results(org), **context)
+
+
+def _usager_results(org):
+    q = request.values.get("q", "")
+    return search_usagers(org, q) if q else []
+
+
+@bp.get("/rdvs/<int:rdv_id>")
+def show_rdv(rdv_id: int):
+    org = _org()
+    try:
+        rdv = get_rdv(org, rdv_id)
+    except NotFound:
+        abort(404)
+    messages = db.session.scalars(
+        select(Message).where(Message.rdv_id == rdv.id).order_by(Message.send_at, Message.id)
+        .options(selectinload(Message.status_changes), selectinload(Message.events))
+    ).all()
+    inbound = db.session.scalars(
+        select(InboundSms).where(InboundSms.rdv_id == rdv.id).order_by(InboundSms.received_at)
+    ).all()
+    lieux = db.session.scalars(select(Lieu).where(Lieu.organisation_id == org.id).order_by(Lieu.name)).all()
+    return render_template("pages/rdv.html", rdv=rdv, messages=messages, inbound=inbound, tz=org.tz,
+                           lieux=lieux, now=utcnow(), form=FlaskForm())
+
+
+@bp.post("/rdvs/<int:rdv_id>/cancel")
+def cancel_rdv(rdv_id: int):
+    rdv = _rdv_for_action(rdv_id)
+    try:
+        changed = cancel(rdv, via="agent", agent=current_user)
+    except DomainError as exc:
+        flash(exc.message, "error")
+    else:
+        flash("Rendez-vous annulé." if changed else "Ce rendez-vous était déjà annulé.", "success")
+    return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
+
+
+@bp.post("/rdvs/<int:rdv_id>/move")
+def move_rdv(rdv_id: int):
+    rdv = _rdv_for_action(rdv_id)
+    tz = rdv.organisation.tz
+    try:
+        new_start = parse_iso(request.form.get("starts_at", ""), tz)
+    except ValueError:
+        flash("Date et heure invalides.", "error")
+        return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
+    lieu_id = request.form.get("lieu_id", "")
+    try:
+        move(rdv, starts_at=new_start, lieu_id=int(lieu_id) if lieu_id.isdigit() else None)
+    except DomainError as exc:
+        flash(exc.message, "error")
+    else:
+        flash("Rendez-vous déplacé. L'usager est prévenu.", "success")
+    return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
+
+
+@bp.post("/rdvs/<int:rdv_id>/status")
+def rdv_status(rdv_id: int):
+    rdv = _rdv_for_action(rdv_id)
+    try:
+        record_outcome(rdv, request.form.get("status", ""))
+    except DomainError as exc:
+        flash(exc.message, "error")
+    else:
+        flash("Statut enregistré.", "success")
+    return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
+
+
+def _rdv_for_action(rdv_id: int) -> Rdv:
+    if not FlaskForm().validate_on_submit():
+        abort(400, "Jeton CSRF manquant ou invalide.")
+    try:
+        return get_rdv(_org(), rdv_id)
+    except NotFound:
+        abort(404)
+
+

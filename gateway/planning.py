@@ -1,0 +1,152 @@
+"""Which messages an rdv's life creates (the decisions; sending is the scheduler's).
+
+Booking, moving and cancelling call these inside their own transaction, so a
+message row exists exactly when the change it announces was committed.
+When each message is due is decided by :mod:`scheduler.policy` alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from providers import status as S
+from scheduler import policy
+from scheduler.transitions import record_created, transition
+
+from .extensions import db
+from .models import CHANNEL_EMAIL, CHANNEL_SMS, Message, Participation, Rdv
+from .phones import is_mobile
+from .rendering import render_email, render_sms
+
+
+def reminder_offsets(rdv: Rdv) -> list[timedelta]:
+    """The motif's override, else the organisation's, else ``REMINDER_OFFSETS``."""
+    value = (
+        rdv.motif.reminder_offsets
+        or rdv.organisation.reminder_offsets
+        or current_app.config["REMINDER_OFFSETS"]
+    )
+    return policy.parse_offsets(value)
+
+
+def quiet_hours(organisation) -> policy.QuietHours | None:
+    value = organisation.quiet_hours
+    if value is None:
+        value = current_app.config["QUIET_HOURS"]
+    return policy.QuietHours.parse(value)
+
+
+def usager_channels(usager) -> list[tuple[str, str]]:
+    """(channel, recipient) for every channel the usager consents to and can receive.
+
+    SMS needs a mobile number; the SMS opt-out is checked at send time (the
+    message is then ``skipped``), so an agent sees why nothing went.
+    """
+    channels = []
+    if usager.notify_sms and usager.phone and is_mobile(usager.phone):
+        channels.append((CHANNEL_SMS, usager.phone))
+    if usager.notify_email and usager.email:
+        channels.append((CHANNEL_EMAIL, usager.email))
+    return channels
+
+
+def _add(rdv: Rdv, participation: Participation, kind: str, channel: str, recipient: str,
+         send_at: datetime, now: datetime, **extra) -> Message:
+    usager = participation.usager
+    if channel == CHANNEL_SMS:
+        rendered = render_sms(kind, rdv, usager, participation.cancel_code, **extra)
+    else:
+        rendered = render_email(kind, rdv, usager, participation.cancel_code, **extra)
+    message = Message(
+        organisation_id=rdv.organisation_id,
+        rdv=rdv,
+        usager_id=usager.id,
+        channel=channel,
+        kind=kind,
+        status=S.SCHEDULED,
+        send_at=send_at,
+        recipient=recipient,
+        subject=rendered.subject,
+        body=rendered.body,
+        html_body=rendered.html,
+        segments=rendered.segments,
+        encoding=rendered.encoding,
+        status_changed_at=now,
+    )
+    db.session.add(message)
+    record_created(message, now)
+    return message
+
+
+def _announce(rdv: Rdv, kind: str, now: datetime, with_reminders: bool, **extra) -> list[Message]:
+    org = rdv.organisation
+    tz, quiet = org.tz, quiet_hours(org)
+    offsets = reminder_offsets(rdv) if with_reminders else []
+    created = []
+    for participation in rdv.participations:
+        for channel, recipient in usager_channels(participation.usager):
+            at = policy.immediate_time(kind, channel, now, quiet, tz)
+            if at < rdv.starts_at:
+                created.append(_add(rdv, participation, kind, channel, recipient, at, now, **extra))
+            for at in policy.plan_reminders(rdv.starts_at, offsets, now, tz, quiet, channel):
+                created.append(_add(rdv, participation, "reminder", channel, recipient, at, now))
+    return created
+
+
+def plan_booking(rdv: Rdv, now: datetime) -> list[Message]:
+    """A confirmation per consented channel, now, and the reminders still ahead."""
+    return _announce(rdv, "confirmation", now, with_reminders=True)
+
+
+def cancel_unsent(rdv: Rdv, now: datetime, reason: str) -> int:
+    """Every message of the rdv not yet handed to a provider becomes ``cancelled``."""
+    count = 0
+    rows = db.session.scalars(
+        select(Message).where(Message.rdv_id == rdv.id, Message.status.in_(S.UNSENT_STATUSES))
+    ).all()
+    for message in rows:
+        if transition(message, S.CANCELLED, at=now, detail=reason):
+            count += 1
+    return count
+
+
+def plan_move(rdv: Rdv, now: datetime, previous_starts_at: datetime) -> list[Message]:
+    """Cancel what is pending (it carries the old date), announce the move, re-plan reminders."""
+    cancel_unsent(rdv, now, "rdv déplacé")
+    return _announce(rdv, "moved", now, with_reminders=True, previous_starts_at=previous_starts_at)
+
+
+def plan_cancel(rdv: Rdv, now: datetime, by_usager: bool) -> list[Message]:
+    """Cancel what is pending, confirm the cancellation, alert the agent if the usager did it."""
+    cancel_unsent(rdv, now, "rdv annulé")
+    created = _announce(rdv, "cancelled", now, with_reminders=False)
+    if by_usager:
+        for participation in rdv.participations:
+            created.append(agent_alert(rdv, participation.usager, now))
+    return created
+
+
+def agent_alert(rdv: Rdv, usager, now: datetime, reply_text: str | None = None) -> Message:
+    """An email to the rdv's agent: the usager cancelled, or replied with free text."""
+    rendered = render_email("agent_alert", rdv, usager, None, reply_text=reply_text)
+    message = Message(
+        organisation_id=rdv.organisation_id,
+        rdv=rdv,
+        usager_id=usager.id,
+        agent_id=rdv.agent_id,
+        channel=CHANNEL_EMAIL,
+        kind="agent_alert",
+        status=S.SCHEDULED,
+        send_at=now,
+        recipient=rdv.agent.email,
+        subject=rendered.subject,
+        body=rendered.body,
+        html_body=rendered.html,
+        status_changed_at=now,
+    )
+    db.session.add(message)
+    record_created(message, now)
+    return message

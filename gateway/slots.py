@@ -1,0 +1,139 @@
+"""Free slots: opening hours minus booked, non-cancelled rdvs.
+
+Opening hours are weekly wall-clock ranges in the organisation's zone; each
+day's range is turned into aware instants separately, so a range "09:00-12:00"
+stays 09:00-12:00 local on both sides of a daylight-saving change.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from .extensions import db
+from .models import RDV_CANCELLED_STATUSES, Motif, OpeningHours, Organisation, Rdv
+from .timeutil import UTC, localize, require_aware, utcnow
+
+MAX_RANGE = timedelta(days=62)
+
+
+@dataclass(frozen=True, order=True)
+class Slot:
+    starts_at: datetime
+    ends_at: datetime
+    agent_id: int
+    lieu_id: int
+
+
+def busy_intervals(agent_ids, start: datetime, end: datetime) -> dict[int, list[tuple]]:
+    """Booked, non-cancelled rdvs of these agents overlapping [start, end)."""
+    rows = db.session.execute(
+        select(Rdv.agent_id, Rdv.starts_at, Rdv.ends_at)
+        .where(
+            Rdv.agent_id.in_(list(agent_ids)),
+            Rdv.status.not_in(RDV_CANCELLED_STATUSES),
+            Rdv.starts_at < end,
+            Rdv.ends_at > start,
+        )
+        .order_by(Rdv.starts_at)
+    ).all()
+    busy: dict[int, list[tuple]] = {}
+    for agent_id, s, e in rows:
+        busy.setdefault(agent_id, []).append((s, e))
+    return busy
+
+
+def _overlaps(intervals: list[tuple], starts: list[datetime], s: datetime, e: datetime) -> bool:
+    # intervals are sorted by start and never overlap each other: check neighbours.
+    i = bisect_left(starts, e)
+    return i > 0 and intervals[i - 1][1] > s
+
+
+def free_slots(
+    organisation: Organisation,
+    motif: Motif,
+    start: datetime,
+    end: datetime,
+    lieu_id: int | None = None,
+    agent_id: int | None = None,
+    now: datetime | None = None,
+) -> list[Slot]:
+    """Every free slot of ``motif`` starting in [start, end), soonest first.
+
+    Slots start at the beginning of each opening range and step by the motif's
+    duration; a slot must end inside the range, start after ``now``, and not
+    overlap any booked rdv of its agent (at any lieu).
+    """
+    start, end = require_aware(start), require_aware(end)
+    if end - start > MAX_RANGE:
+        raise ValueError("période trop longue (62 jours au plus)")
+    now = require_aware(now or utcnow())
+    tz = organisation.tz
+    query = (
+        select(OpeningHours)
+        .where(
+            OpeningHours.organisation_id == organisation.id,
+            OpeningHours.motifs.any(id=motif.id),
+        )
+        .options(selectinload(OpeningHours.motifs))
+    )
+    if lieu_id is not None:
+        query = query.where(OpeningHours.lieu_id == lieu_id)
+    if agent_id is not None:
+        query = query.where(OpeningHours.agent_id == agent_id)
+    ranges = db.session.scalars(query).all()
+    if not ranges:
+        return []
+    duration = timedelta(minutes=motif.duration_minutes)
+    busy = busy_intervals({r.agent_id for r in ranges}, start - duration, end + duration)
+    busy_starts = {a: [s for s, _ in iv] for a, iv in busy.items()}
+    by_weekday: dict[int, list[OpeningHours]] = {}
+    for r in ranges:
+        by_weekday.setdefault(r.weekday, []).append(r)
+
+    slots: set[Slot] = set()
+    day: date = start.astimezone(tz).date()
+    last_day: date = end.astimezone(tz).date()
+    while day <= last_day:
+        for r in by_weekday.get(day.weekday(), ()):
+            range_end = localize(datetime.combine(day, r.end_time), tz).astimezone(UTC)
+            cursor = localize(datetime.combine(day, r.start_time), tz).astimezone(UTC)
+            while cursor + duration <= range_end:
+                slot_end = cursor + duration
+                if start <= cursor < end and cursor > now and not _overlaps(
+                    busy.get(r.agent_id, []), busy_starts.get(r.agent_id, []), cursor, slot_end
+                ):
+                    slots.add(Slot(cursor, slot_end, r.agent_id, r.lieu_id))
+                cursor = slot_end
+        day += timedelta(days=1)
+    return sorted(slots)
+
+
+def is_within_opening_hours(
+    organisation: Organisation, motif: Motif, agent_id: int, lieu_id: int, starts_at: datetime
+) -> bool:
+    """Whether [starts_at, +duration) lies inside one of the agent's ranges for this motif."""
+    tz = organisation.tz
+    local = starts_at.astimezone(tz)
+    ends_local = (starts_at + timedelta(minutes=motif.duration_minutes)).astimezone(tz)
+    ranges = db.session.scalars(
+        select(OpeningHours).where(
+            OpeningHours.organisation_id == organisation.id,
+            OpeningHours.agent_id == agent_id,
+            OpeningHours.lieu_id == lieu_id,
+            OpeningHours.weekday == local.weekday(),
+            OpeningHours.motifs.any(id=motif.id),
+        )
+    ).all()
+    for r in ranges:
+        if (
+            local.date() == ends_local.date()
+            and r.start_time <= local.time().replace(tzinfo=None)
+            and ends_local.time().replace(tzinfo=None) <= r.end_time
+        ):
+            return True
+    return False

@@ -1,0 +1,92 @@
+"""Creating and finding usagers."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import and_, or_, select
+
+from .errors import ValidationFailed
+from .extensions import db
+from .models import Organisation, Usager
+from .phones import InvalidPhone, is_mobile, normalize_phone
+
+
+def clean_usager_fields(data: dict) -> dict:
+    """Validate usager input; return clean values or raise ValidationFailed with every field error."""
+    errors: dict[str, str] = {}
+    clean: dict = {}
+    for name, label in (("first_name", "Le prénom"), ("last_name", "Le nom")):
+        value = data.get(name)
+        if not isinstance(value, str) or not value.strip():
+            errors[name] = f"{label} est obligatoire."
+        elif len(value.strip()) > 100:
+            errors[name] = f"{label} est trop long (100 caractères au plus)."
+        else:
+            clean[name] = " ".join(value.split())
+    phone = data.get("phone")
+    clean["phone"] = None
+    if phone not in (None, ""):
+        if not isinstance(phone, str):
+            errors["phone"] = "Le numéro de téléphone doit être un texte."
+        else:
+            try:
+                clean["phone"] = normalize_phone(phone)
+            except InvalidPhone as exc:
+                errors["phone"] = str(exc)
+    email = data.get("email")
+    clean["email"] = None
+    if email not in (None, ""):
+        if not isinstance(email, str):
+            errors["email"] = "L'adresse e-mail doit être un texte."
+        else:
+            try:
+                clean["email"] = validate_email(email.strip(), check_deliverability=False).normalized
+            except EmailNotValidError:
+                errors["email"] = f"« {email} » n'est pas une adresse e-mail valide."
+    for flag in ("notify_sms", "notify_email"):
+        value = data.get(flag, True)
+        if not isinstance(value, bool):
+            errors[flag] = "Valeur attendue : vrai ou faux."
+        else:
+            clean[flag] = value
+    if "phone" not in errors and clean.get("notify_sms") and clean["phone"] and not is_mobile(clean["phone"]):
+        errors["phone"] = "Ce numéro n'est pas un mobile : il ne peut pas recevoir de SMS."
+    if not errors and not clean["phone"] and not clean["email"]:
+        errors["phone"] = "Indiquez un téléphone mobile ou une adresse e-mail."
+    if errors:
+        raise ValidationFailed("L'usager n'a pas pu être enregistré.", fields=errors)
+    return clean
+
+
+def create_usager(organisation: Organisation, data: dict, commit: bool = True) -> Usager:
+    """Create a usager of ``organisation`` from raw input (form or JSON)."""
+    usager = Usager(organisation_id=organisation.id, sms_opted_out=False, **clean_usager_fields(data))
+    db.session.add(usager)
+    if commit:
+        db.session.commit()
+    return usager
+
+
+def search_usagers(organisation: Organisation, query: str, limit: int = 20) -> list[Usager]:
+    """Usagers whose name or phone matches ``query`` (a phone in any French form works)."""
+    text = (query or "").strip()
+    if not text:
+        return []
+    conditions = []
+    try:
+        conditions.append(Usager.phone == normalize_phone(text))
+    except InvalidPhone:
+        pass
+    words = [w.replace("%", "").replace("_", "") for w in text.split()[:4]]
+    # Every word must match the first or last name: "léa dupont" finds Léa Dupont only.
+    conditions.append(
+        and_(*(or_(Usager.first_name.ilike(f"%{w}%"), Usager.last_name.ilike(f"%{w}%")) for w in words))
+    )
+    return list(
+        db.session.scalars(
+            select(Usager)
+            .where(Usager.organisation_id == organisation.id, or_(*conditions))
+            .order_by(Usager.last_name, Usager.first_name)
+            .limit(limit)
+        )
+    )

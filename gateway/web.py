@@ -1,0 +1,113 @@
+"""What every HTML page shares: the login loader, filters, security headers, error pages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from babel.dates import format_date
+from flask import Flask, jsonify, render_template, request
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db, login_manager
+from .models import LOCATION_TYPES, Agent
+from .phones import display_phone
+from .rendering import hour
+
+STATUS_LABELS = {
+    "unknown": "À venir",
+    "seen": "Venu",
+    "noshow": "Absent (lapin)",
+    "excused": "Annulé par l'usager",
+    "revoked": "Annulé par le service",
+}
+MESSAGE_STATUS_LABELS = {
+    "scheduled": "Programmé",
+    "queued": "En file",
+    "sending": "Envoi en cours",
+    "sent": "Envoyé",
+    "delivered": "Reçu",
+    "undelivered": "Non distribué",
+    "failed": "Échec",
+    "cancelled": "Annulé",
+    "skipped": "Non envoyé",
+}
+KIND_LABELS = {
+    "confirmation": "Confirmation",
+    "reminder": "Rappel",
+    "moved": "Déplacement",
+    "cancelled": "Annulation",
+    "reply": "Réponse",
+    "agent_alert": "Alerte agent",
+}
+VIA_LABELS = {"agent": "un agent", "link": "le lien d'annulation", "sms": "une réponse SMS", "api": "l'API"}
+
+
+@login_manager.user_loader
+def _load_agent(agent_id: str):
+    agent = db.session.get(Agent, int(agent_id)) if agent_id.isdigit() else None
+    return agent if agent is not None and agent.is_active else None
+
+
+def init_app(app: Flask) -> None:
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Connectez-vous pour accéder à cette page."
+    login_manager.login_message_category = "info"
+
+    def local(value: datetime, fmt: str = "%d/%m/%Y %H:%M") -> str:
+        if value is None:
+            return ""
+        tz = current_user.organisation.tz if current_user.is_authenticated else None
+        return value.astimezone(tz).strftime(fmt) if tz else value.strftime(fmt)
+
+    app.jinja_env.filters["local"] = local
+    def frdate(value, fmt: str = "EEEE d MMMM y") -> str:
+        if isinstance(value, datetime):
+            tz = current_user.organisation.tz if current_user.is_authenticated else None
+            value = value.astimezone(tz) if tz else value
+        return format_date(value, fmt, locale="fr")
+
+    app.jinja_env.filters["frdate"] = frdate
+    app.jinja_env.filters["phone"] = display_phone
+    app.jinja_env.filters["hour"] = lambda v, tz: hour(v, tz)
+    app.jinja_env.globals.update(
+        STATUS_LABELS=STATUS_LABELS,
+        MESSAGE_STATUS_LABELS=MESSAGE_STATUS_LABELS,
+        KIND_LABELS=KIND_LABELS,
+        VIA_LABELS=VIA_LABELS,
+        LOCATION_TYPES=LOCATION_TYPES,
+    )
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
+        if app.config.get("PRODUCTION"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if _wants_json():
+            code = (exc.name or "error").lower().replace(" ", "_")
+            return jsonify(error={"code": code, "message": exc.description, "fields": {}}), exc.code
+        return render_template("pages/error.html", error=exc), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        # Never leave a transaction half-done behind a 500.
+        db.session.rollback()
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        if _wants_json():
+            return jsonify(error={"code": "internal_error", "message": "Erreur interne.", "fields": {}}), 500
+        return render_template("pages/error.html", error=None), 500
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/api/", "/webhooks/")) or request.path.endswith(".json")

@@ -1,0 +1,1 @@
+"""When messages go: reminder policy, quiet hours, dispatch, the send job."""

@@ -1,0 +1,3 @@
+"""The scheduler's commands: ``dispatch-due``, ``worker``, ``scheduler``."""
+
+commands: list = []
