@@ -165,8 +165,9 @@ def test_bad_credentials_are_transient_not_the_recipients_fault(smtp_server_with
 
 def test_server_without_starttls_is_transient(smtp_server):
     _, port = smtp_server
-    with pytest.raises(TransientProviderError):
+    with pytest.raises(TransientProviderError) as info:
         SmtpEmail("127.0.0.1", port, starttls=True).send_email(EMAIL)
+    assert info.value.code == "smtp"
 
 
 # --- build_ics -------------------------------------------------------------
