@@ -105,14 +105,17 @@ class SmtpEmail(EmailProvider):
             raise TransientProviderError(NAME, str(exc.smtp_error), exc.smtp_code) from exc
         except smtplib.SMTPResponseException as exc:
             raise _smtp_error(exc.smtp_code, exc.smtp_error) from exc
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            # Disconnections, refused connections, timeouts, TLS failures.
-            raise TransientProviderError(
-                NAME, f"{type(exc).__name__}: {exc}", "connection"
-            ) from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            raise TransientProviderError(NAME, str(exc), "connection") from exc
         except smtplib.SMTPException as exc:
             # E.g. STARTTLS or AUTH not offered: a relay configuration problem.
             raise TransientProviderError(NAME, f"{type(exc).__name__}: {exc}", "smtp") from exc
+        except OSError as exc:
+            # Refused connections, timeouts, TLS failures (SMTPException is an
+            # OSError too, hence the order).
+            raise TransientProviderError(
+                NAME, f"{type(exc).__name__}: {exc}", "connection"
+            ) from exc
         return SendResult(
             provider=NAME,
             provider_message_id=message["Message-ID"],
