@@ -218,4 +218,4 @@ def get_rdv(organisation: Organisation, rdv_id) -> Rdv:
     return rdv
 
 
-__all__ = ["book", "move", "cancel", "record_outcome", "get_rdv", "RDV_REVOKED"]
+__all__ = ["RDV_REVOKED", "book", "cancel", "get_rdv", "move", "record_outcome"]

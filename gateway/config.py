@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:5000"
 

@@ -11,7 +11,6 @@ import hashlib
 import secrets
 import string
 from datetime import datetime, time, timedelta
-from typing import Optional
 from zoneinfo import ZoneInfo
 
 from flask_login import UserMixin
@@ -104,13 +103,13 @@ class Organisation(TimestampMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Paris")
-    phone: Mapped[Optional[str]] = mapped_column(String(32))
-    sms_sender: Mapped[Optional[str]] = mapped_column(String(16))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    sms_sender: Mapped[str | None] = mapped_column(String(16))
     # Comma lists; NULL means "use the environment's default".
-    sms_providers: Mapped[Optional[str]] = mapped_column(String(200))
-    email_provider: Mapped[Optional[str]] = mapped_column(String(50))
-    reminder_offsets: Mapped[Optional[str]] = mapped_column(String(100))
-    quiet_hours: Mapped[Optional[str]] = mapped_column(String(20))
+    sms_providers: Mapped[str | None] = mapped_column(String(200))
+    email_provider: Mapped[str | None] = mapped_column(String(50))
+    reminder_offsets: Mapped[str | None] = mapped_column(String(100))
+    quiet_hours: Mapped[str | None] = mapped_column(String(20))
     min_cancel_notice_minutes: Mapped[int] = mapped_column(Integer, default=0)
 
     @property
@@ -125,7 +124,7 @@ class Lieu(TimestampMixin, db.Model):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     address: Mapped[str] = mapped_column(String(300), default="")
-    phone: Mapped[Optional[str]] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(32))
 
     organisation: Mapped[Organisation] = relationship()
 
@@ -171,8 +170,8 @@ class Motif(TimestampMixin, db.Model):
     service: Mapped[str] = mapped_column(String(100), default="PMI")
     duration_minutes: Mapped[int] = mapped_column(Integer, default=30)
     location_type: Mapped[str] = mapped_column(String(20), default="on_site")
-    reminder_offsets: Mapped[Optional[str]] = mapped_column(String(100))
-    instructions: Mapped[Optional[str]] = mapped_column(Text)
+    reminder_offsets: Mapped[str | None] = mapped_column(String(100))
+    instructions: Mapped[str | None] = mapped_column(Text)
 
     organisation: Mapped[Organisation] = relationship()
 
@@ -210,8 +209,8 @@ class Usager(TimestampMixin, db.Model):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
-    phone: Mapped[Optional[str]] = mapped_column(String(20), index=True)  # E.164
-    email: Mapped[Optional[str]] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)  # E.164
+    email: Mapped[str | None] = mapped_column(String(254))
     notify_sms: Mapped[bool] = mapped_column(Boolean, default=True)
     notify_email: Mapped[bool] = mapped_column(Boolean, default=True)
     sms_opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -234,22 +233,22 @@ class Rdv(TimestampMixin, db.Model):
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
     duration_minutes: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=RDV_UNKNOWN)
-    cancelled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    cancelled_via: Mapped[Optional[str]] = mapped_column(String(16))
-    cancelled_by_agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id"))
-    confirmed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    status_recorded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_via: Mapped[str | None] = mapped_column(String(16))
+    cancelled_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     organisation: Mapped[Organisation] = relationship()
     motif: Mapped[Motif] = relationship()
     lieu: Mapped[Lieu] = relationship()
     agent: Mapped[Agent] = relationship(foreign_keys=[agent_id])
-    cancelled_by_agent: Mapped[Optional[Agent]] = relationship(foreign_keys=[cancelled_by_agent_id])
-    participations: Mapped[list["Participation"]] = relationship(
+    cancelled_by_agent: Mapped[Agent | None] = relationship(foreign_keys=[cancelled_by_agent_id])
+    participations: Mapped[list[Participation]] = relationship(
         back_populates="rdv", cascade="all, delete-orphan", order_by="Participation.id"
     )
-    messages: Mapped[list["Message"]] = relationship(
+    messages: Mapped[list[Message]] = relationship(
         back_populates="rdv", order_by="Message.id", foreign_keys="Message.rdv_id"
     )
 
@@ -296,38 +295,38 @@ class Message(TimestampMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
-    rdv_id: Mapped[Optional[int]] = mapped_column(ForeignKey("rdvs.id"))
-    usager_id: Mapped[Optional[int]] = mapped_column(ForeignKey("usagers.id"))
-    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id"))
+    rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id"))
+    usager_id: Mapped[int | None] = mapped_column(ForeignKey("usagers.id"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     # The SMS this email replaces (SMS-to-email fallback), or the inbound SMS answered.
-    fallback_of_id: Mapped[Optional[int]] = mapped_column(ForeignKey("messages.id"))
+    fallback_of_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     channel: Mapped[str] = mapped_column(String(8))
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=message_status.SCHEDULED)
     send_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recipient: Mapped[str] = mapped_column(String(254))
-    subject: Mapped[Optional[str]] = mapped_column(String(300))
+    subject: Mapped[str | None] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text, default="")
-    html_body: Mapped[Optional[str]] = mapped_column(Text)
-    segments: Mapped[Optional[int]] = mapped_column(Integer)
-    encoding: Mapped[Optional[str]] = mapped_column(String(8))
-    provider: Mapped[Optional[str]] = mapped_column(String(32))
-    provider_message_id: Mapped[Optional[str]] = mapped_column(String(200))
+    html_body: Mapped[str | None] = mapped_column(Text)
+    segments: Mapped[int | None] = mapped_column(Integer)
+    encoding: Mapped[str | None] = mapped_column(String(8))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[Optional[str]] = mapped_column(Text)
-    error_code: Mapped[Optional[str]] = mapped_column(String(32))
-    queued_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    status_changed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
 
-    rdv: Mapped[Optional[Rdv]] = relationship(back_populates="messages", foreign_keys=[rdv_id])
-    usager: Mapped[Optional[Usager]] = relationship()
-    agent: Mapped[Optional[Agent]] = relationship()
-    events: Mapped[list["DeliveryEvent"]] = relationship(
+    rdv: Mapped[Rdv | None] = relationship(back_populates="messages", foreign_keys=[rdv_id])
+    usager: Mapped[Usager | None] = relationship()
+    agent: Mapped[Agent | None] = relationship()
+    events: Mapped[list[DeliveryEvent]] = relationship(
         back_populates="message", order_by="DeliveryEvent.id"
     )
-    status_changes: Mapped[list["MessageStatusChange"]] = relationship(
+    status_changes: Mapped[list[MessageStatusChange]] = relationship(
         back_populates="message", order_by="MessageStatusChange.id"
     )
 
@@ -345,7 +344,7 @@ class MessageStatusChange(db.Model):
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
     status: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    detail: Mapped[Optional[str]] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
 
     message: Mapped[Message] = relationship(back_populates="status_changes")
 
@@ -356,17 +355,17 @@ class DeliveryEvent(db.Model):
     __tablename__ = "delivery_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    message_id: Mapped[Optional[int]] = mapped_column(ForeignKey("messages.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     provider: Mapped[str] = mapped_column(String(32))
-    provider_message_id: Mapped[Optional[str]] = mapped_column(String(200), index=True)
-    raw_status: Mapped[Optional[str]] = mapped_column(String(50))
-    mapped_status: Mapped[Optional[str]] = mapped_column(String(16))
-    error_code: Mapped[Optional[str]] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    raw_status: Mapped[str | None] = mapped_column(String(50))
+    mapped_status: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
     applied: Mapped[bool] = mapped_column(Boolean, default=False)
     raw: Mapped[dict] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    message: Mapped[Optional[Message]] = relationship(back_populates="events")
+    message: Mapped[Message | None] = relationship(back_populates="events")
 
 
 class InboundSms(db.Model):
@@ -374,20 +373,20 @@ class InboundSms(db.Model):
     __table_args__ = (UniqueConstraint("provider", "provider_message_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    organisation_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organisations.id"))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
     provider: Mapped[str] = mapped_column(String(32))
     provider_message_id: Mapped[str] = mapped_column(String(200))
     from_number: Mapped[str] = mapped_column(String(32), index=True)
-    to_number: Mapped[Optional[str]] = mapped_column(String(32))
+    to_number: Mapped[str | None] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text, default="")
-    usager_id: Mapped[Optional[int]] = mapped_column(ForeignKey("usagers.id"))
-    rdv_id: Mapped[Optional[int]] = mapped_column(ForeignKey("rdvs.id"), index=True)
-    action: Mapped[Optional[str]] = mapped_column(String(32))
+    usager_id: Mapped[int | None] = mapped_column(ForeignKey("usagers.id"))
+    rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id"), index=True)
+    action: Mapped[str | None] = mapped_column(String(32))
     raw: Mapped[dict] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    usager: Mapped[Optional[Usager]] = relationship()
-    rdv: Mapped[Optional[Rdv]] = relationship()
+    usager: Mapped[Usager | None] = relationship()
+    rdv: Mapped[Rdv | None] = relationship()
 
 
 class ApiToken(TimestampMixin, db.Model):
@@ -399,7 +398,7 @@ class ApiToken(TimestampMixin, db.Model):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     organisation: Mapped[Organisation] = relationship()
 
@@ -409,7 +408,7 @@ class ApiToken(TimestampMixin, db.Model):
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, organisation_id: int, name: str) -> tuple["ApiToken", str]:
+    def issue(cls, organisation_id: int, name: str) -> tuple[ApiToken, str]:
         token = "lapin_" + secrets.token_urlsafe(32)
         return cls(organisation_id=organisation_id, name=name, token_hash=cls.hash(token)), token
 

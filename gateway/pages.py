@@ -10,16 +10,16 @@ from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from wtforms import BooleanField, EmailField, HiddenField, SelectField, StringField, TelField
+from wtforms import BooleanField, EmailField, HiddenField, StringField, TelField
 from wtforms.validators import Length, Optional
 
 from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound
 from .extensions import db
-from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv, Usager
+from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv
 from .slots import free_slots
-from .timeutil import UTC, localize, parse_iso, utcnow
-from .usagers import clean_usager_fields, create_usager, search_usagers
+from .timeutil import localize, parse_iso, utcnow
+from .usagers import create_usager, search_usagers
 
 bp = Blueprint("pages", __name__)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
-
-UTC = timezone.utc
 
 
 def utcnow() -> datetime:
@@ -16,7 +14,7 @@ def utcnow() -> datetime:
 def require_aware(value: datetime) -> datetime:
     """Return ``value`` in UTC; refuse naive datetimes, which are always a bug here."""
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("naive datetime refused: %r" % (value,))
+        raise ValueError(f"naive datetime refused: {value!r}")
     return value.astimezone(UTC)
 
 

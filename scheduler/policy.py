@@ -60,7 +60,7 @@ class QuietHours:
     end: time
 
     @classmethod
-    def parse(cls, value: str | None) -> "QuietHours | None":
+    def parse(cls, value: str | None) -> QuietHours | None:
         """Parse ``HH:MM-HH:MM``; empty, ``none`` or ``off`` mean no quiet hours."""
         if value is None or value.strip().lower() in {"", "none", "off"}:
             return None

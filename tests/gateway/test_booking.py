@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.booking import book, cancel, move, record_outcome
-from gateway.errors import Conflict, ValidationFailed
+from gateway.errors import Conflict, DomainError, ValidationFailed
 from gateway.extensions import db
 from gateway.models import Message, Rdv, Usager
 from providers import status as S
@@ -156,12 +156,12 @@ def test_cancelling_by_the_usager_alerts_the_agent(world):
 
 def test_usager_cannot_cancel_after_start_or_inside_minimum_notice(world):
     rdv = _book(world, at(5, 10, 0))
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(DomainError) as exc:
         cancel(rdv, via="sms", now=at(5, 10, 0))
-    assert getattr(exc.value, "code", None) == "too_late"
+    assert exc.value.code == "too_late"
     world.org.min_cancel_notice_minutes = 24 * 60
     db.session.commit()
-    with pytest.raises(Exception):
+    with pytest.raises(DomainError, match="ne peut plus"):
         cancel(rdv, via="link", now=at(4, 11, 0))
     assert rdv.status == "unknown"
     assert cancel(rdv, via="link", now=at(4, 9, 0)) is True

@@ -1,6 +1,6 @@
 """The reminder and quiet-hours rules, pinned with fixed instants (no clock)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,7 +16,7 @@ from scheduler.policy import (
 
 PARIS = ZoneInfo("Europe/Paris")
 REUNION = ZoneInfo("Indian/Reunion")
-UTC = timezone.utc
+
 NIGHT = QuietHours.parse("20:00-08:00")
 
 
