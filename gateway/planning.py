@@ -150,3 +150,58 @@ def agent_alert(rdv: Rdv, usager, now: datetime, reply_text: str | None = None) 
     db.session.add(message)
     record_created(message, now)
     return message
+
+
+FALLBACK_KINDS = ("confirmation", "reminder", "moved", "cancelled")
+
+
+def plan_email_fallback(sms: Message, now: datetime) -> Message | None:
+    """The same content by email when an SMS ended ``failed`` or ``undelivered``.
+
+    Called by the send job (failed) and by receipts (undelivered). Goes only
+    when the usager has an email address (SPEC: "has an email", so even
+    without email notifications switched on: the message matters and the SMS
+    is known not to have arrived), the rdv is still ahead, and no email of the
+    same kind is already planned or sent for this rdv. Returns the new message,
+    or None. Idempotent: a second call for the same SMS creates nothing.
+    """
+    if sms.channel != CHANNEL_SMS or sms.kind not in FALLBACK_KINDS or sms.rdv is None:
+        return None
+    usager = sms.usager
+    rdv = sms.rdv
+    if usager is None or not usager.email or rdv.starts_at <= now:
+        return None
+    if sms.kind != "cancelled" and rdv.is_cancelled:
+        return None
+    already = db.session.scalar(
+        select(Message.id).where(
+            Message.rdv_id == rdv.id,
+            Message.usager_id == usager.id,
+            Message.channel == CHANNEL_EMAIL,
+            Message.kind == sms.kind,
+            Message.status.not_in((S.CANCELLED, S.SKIPPED, S.FAILED)),
+        ).limit(1)
+    )
+    if already is not None:
+        return None
+    participation = next((p for p in rdv.participations if p.usager_id == usager.id), None)
+    code = participation.cancel_code if participation else None
+    rendered = render_email(sms.kind, rdv, usager, code)
+    message = Message(
+        organisation_id=sms.organisation_id,
+        rdv=rdv,
+        usager_id=usager.id,
+        fallback_of_id=sms.id,
+        channel=CHANNEL_EMAIL,
+        kind=sms.kind,
+        status=S.SCHEDULED,
+        send_at=now,
+        recipient=usager.email,
+        subject=rendered.subject,
+        body=rendered.body,
+        html_body=rendered.html,
+        status_changed_at=now,
+    )
+    db.session.add(message)
+    record_created(message, now)
+    return message
