@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -28,6 +29,8 @@ def migrate_to_head() -> None:
 
     from .migrations import alembic_config
 
+    # Alembic's INFO lines would bury the seed's demo logins in `make run`.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     with db.engine.begin() as connection:
         cfg = alembic_config(connection)
         command.upgrade(cfg, "head")
