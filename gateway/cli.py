@@ -25,12 +25,12 @@ def main() -> None:
 
 def migrate_to_head() -> None:
     """Apply every Alembic migration (creates the database on first use)."""
+    # Alembic's INFO lines would bury the seed's demo logins in `make run`.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
 
     from .migrations import alembic_config
 
-    # Alembic's INFO lines would bury the seed's demo logins in `make run`.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     with db.engine.begin() as connection:
         cfg = alembic_config(connection)
         command.upgrade(cfg, "head")
