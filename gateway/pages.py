@@ -18,6 +18,7 @@ from .errors import DomainError, NotFound
 from .extensions import db
 from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv
 from .slots import free_slots
+from .timeline import build_timeline
 from .timeutil import localize, parse_iso, utcnow
 from .usagers import create_usager, search_usagers
 
@@ -199,7 +200,8 @@ def show_rdv(rdv_id: int):
         select(InboundSms).where(InboundSms.rdv_id == rdv.id).order_by(InboundSms.received_at)
     ).all()
     lieux = db.session.scalars(select(Lieu).where(Lieu.organisation_id == org.id).order_by(Lieu.name)).all()
-    return render_template("pages/rdv.html", rdv=rdv, messages=messages, inbound=inbound, tz=org.tz,
+    return render_template("pages/rdv.html", rdv=rdv, messages=messages,
+                           timeline=build_timeline(rdv, messages, inbound), tz=org.tz,
                            lieux=lieux, now=utcnow(), form=FlaskForm())
 
 
