@@ -32,7 +32,7 @@ class TimelineEntry:
 
 def build_timeline(rdv: Rdv, messages: list[Message], inbound: list[InboundSms]) -> list[TimelineEntry]:
     """Every event of ``rdv`` and of its messages and replies, oldest first."""
-    entries = [TimelineEntry(rdv.created_at, "booked")]
+    entries = []
     if rdv.confirmed_at:
         entries.append(TimelineEntry(rdv.confirmed_at, "confirmed"))
     if rdv.cancelled_at:
@@ -47,4 +47,6 @@ def build_timeline(rdv: Rdv, messages: list[Message], inbound: list[InboundSms])
     for sms in inbound:
         entries.append(TimelineEntry(sms.received_at, "inbound", inbound=sms))
     entries.sort(key=lambda e: (e.at, _ORDER[e.what], e.message.id if e.message else 0))
-    return entries
+    # Booking comes first by definition: its messages are planned in the same
+    # transaction, sometimes stamped a moment before the rdv row itself.
+    return [TimelineEntry(rdv.created_at, "booked"), *entries]

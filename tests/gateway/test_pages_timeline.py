@@ -75,3 +75,13 @@ def test_failed_message_shows_its_error_on_the_timeline(login, world):
     db.session.commit()
     page = login.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
     assert "Échec" in page and "Numéro invalide (21211)" in page
+
+
+def test_usager_step_offers_the_usagers_of_the_latest_bookings(login, world):
+    slot = (f"/rdvs/new?motif_id={world.motif.id}&lieu_id={world.lieu.id}&agent_id={world.agent.id}"
+            "&starts_at=2026-06-05T10:00:00%2B02:00")
+    assert "Réserver pour" not in login.get(slot).get_data(as_text=True)
+    book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
+         usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 4, 10, 0, tzinfo=PARIS))
+    page = login.get(slot).get_data(as_text=True)
+    assert "Usagers des derniers rendez-vous" in page and "Réserver pour Léa Dupont" in page
