@@ -39,13 +39,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     _configure_database(app)
 
-    from . import api, auth, health, pages, web
+    from . import api, auth, health, pages, stats, web
 
     web.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(stats.bp)
     csrf.exempt(api.bp)
 
     from .cli import register_commands

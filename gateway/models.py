@@ -222,7 +222,13 @@ class Usager(TimestampMixin, db.Model):
 
 class Rdv(TimestampMixin, db.Model):
     __tablename__ = "rdvs"
-    __table_args__ = (Index("ix_rdvs_agent_starts", "agent_id", "starts_at"),)
+    __table_args__ = (
+        Index("ix_rdvs_agent_starts", "agent_id", "starts_at"),
+        # Statistics of one organisation (gateway.stats): a range on starts_at,
+        # read from the index alone on PostgreSQL.
+        Index("ix_rdvs_stats", "organisation_id", "starts_at",
+              postgresql_include=["status", "cancelled_via"]),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
@@ -291,6 +297,14 @@ class Message(TimestampMixin, db.Model):
         Index("ix_messages_provider_id", "provider", "provider_message_id"),
         Index("ix_messages_rdv", "rdv_id"),
         Index("ix_messages_recipient_sent", "recipient", "sent_at"),
+        # Statistics (gateway.stats): messages the provider accepted, by sent_at,
+        # for all organisations and for one; index-only scans on PostgreSQL.
+        Index("ix_messages_stats_sent", "sent_at",
+              postgresql_include=["organisation_id", "channel", "provider", "status", "segments"],
+              postgresql_where=text("sent_at IS NOT NULL"), sqlite_where=text("sent_at IS NOT NULL")),
+        Index("ix_messages_stats_org_sent", "organisation_id", "sent_at",
+              postgresql_include=["channel", "provider", "status", "segments"],
+              postgresql_where=text("sent_at IS NOT NULL"), sqlite_where=text("sent_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

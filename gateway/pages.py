@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from wtforms import BooleanField, EmailField, HiddenField, StringField, TelField
 from wtforms.validators import Length, Optional
@@ -16,8 +16,9 @@ from wtforms.validators import Length, Optional
 from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound
 from .extensions import db
-from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv
+from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv, Usager
 from .slots import free_slots
+from .timeline import build_timeline
 from .timeutil import localize, parse_iso, utcnow
 from .usagers import create_usager, search_usagers
 
@@ -176,12 +177,28 @@ def new_rdv():
                                week=week, next_week=week + timedelta(days=7),
                                previous_week=week - timedelta(days=7) if week > utcnow().astimezone(tz).date() else None,
                                **context)
-    return render_template("pages/rdv_new.html", step="usager", usagers=_usager_results(org), **context)
+    return render_template("pages/rdv_new.html", step="usager", usagers=_usager_results(org),
+                           recent=_recent_usagers(org), **context)
 
 
 def _usager_results(org):
     q = request.values.get("q", "")
     return search_usagers(org, q) if q else []
+
+
+def _recent_usagers(org, limit: int = 5) -> list[Usager]:
+    """The usagers of the organisation's latest bookings: most bookings are for them."""
+    latest = (
+        select(Participation.usager_id, func.max(Rdv.created_at).label("booked"))
+        .join(Rdv, Rdv.id == Participation.rdv_id)
+        .where(Rdv.organisation_id == org.id)
+        .group_by(Participation.usager_id)
+        .subquery()
+    )
+    return list(db.session.scalars(
+        select(Usager).join(latest, latest.c.usager_id == Usager.id)
+        .order_by(latest.c.booked.desc()).limit(limit)
+    ))
 
 
 @bp.get("/rdvs/<int:rdv_id>")
@@ -199,7 +216,8 @@ def show_rdv(rdv_id: int):
         select(InboundSms).where(InboundSms.rdv_id == rdv.id).order_by(InboundSms.received_at)
     ).all()
     lieux = db.session.scalars(select(Lieu).where(Lieu.organisation_id == org.id).order_by(Lieu.name)).all()
-    return render_template("pages/rdv.html", rdv=rdv, messages=messages, inbound=inbound, tz=org.tz,
+    return render_template("pages/rdv.html", rdv=rdv, messages=messages,
+                           timeline=build_timeline(rdv, messages, inbound), tz=org.tz,
                            lieux=lieux, now=utcnow(), form=FlaskForm())
 
 

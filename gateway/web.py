@@ -40,6 +40,20 @@ KIND_LABELS = {
     "reply": "Réponse",
     "agent_alert": "Alerte agent",
 }
+# InboundSms.action values (webhooks/); unknown ones are shown as they are.
+INBOUND_ACTION_LABELS = {
+    "cancel": "rendez-vous annulé",
+    "cancelled": "rendez-vous annulé",
+    "confirm": "venue confirmée",
+    "confirmed": "venue confirmée",
+    "stop": "SMS désactivés (STOP)",
+    "opt_out": "SMS désactivés (STOP)",
+    "start": "SMS réactivés (START)",
+    "opt_in": "SMS réactivés (START)",
+    "forward": "transmis à l'agent",
+    "forwarded": "transmis à l'agent",
+    "unknown_number": "numéro inconnu",
+}
 VIA_LABELS = {"agent": "un agent", "link": "le lien d'annulation", "sms": "une réponse SMS", "api": "l'API"}
 
 
@@ -75,6 +89,7 @@ def init_app(app: Flask) -> None:
         MESSAGE_STATUS_LABELS=MESSAGE_STATUS_LABELS,
         KIND_LABELS=KIND_LABELS,
         VIA_LABELS=VIA_LABELS,
+        INBOUND_ACTION_LABELS=INBOUND_ACTION_LABELS,
         LOCATION_TYPES=LOCATION_TYPES,
     )
 

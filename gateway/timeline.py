@@ -1,0 +1,52 @@
+"""The rdv page's timeline: everything that happened to an rdv, in time order.
+
+One list merges the rdv's own milestones (booked, confirmed by the usager,
+cancelled, outcome recorded), every status each message went through
+(``message_status_changes``), every receipt (``delivery_events``) and every
+inbound SMS matched to the rdv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .models import DeliveryEvent, InboundSms, Message, MessageStatusChange, Rdv
+
+# Same instant: the rdv's own facts first, then a message's statuses, then receipts.
+_ORDER = {"booked": 0, "cancelled": 1, "confirmed": 1, "outcome": 1, "inbound": 2, "status": 3, "receipt": 4}
+
+
+@dataclass
+class TimelineEntry:
+    """One line of the timeline; ``what`` says which of the optional fields are set."""
+
+    at: datetime
+    what: str  # booked, status, receipt, inbound, confirmed, cancelled, outcome
+    message: Message | None = None
+    change: MessageStatusChange | None = None
+    event: DeliveryEvent | None = None
+    inbound: InboundSms | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def build_timeline(rdv: Rdv, messages: list[Message], inbound: list[InboundSms]) -> list[TimelineEntry]:
+    """Every event of ``rdv`` and of its messages and replies, oldest first."""
+    entries = []
+    if rdv.confirmed_at:
+        entries.append(TimelineEntry(rdv.confirmed_at, "confirmed"))
+    if rdv.cancelled_at:
+        entries.append(TimelineEntry(rdv.cancelled_at, "cancelled"))
+    if rdv.status_recorded_at and rdv.status in ("seen", "noshow"):
+        entries.append(TimelineEntry(rdv.status_recorded_at, "outcome"))
+    for message in messages:
+        for change in message.status_changes:
+            entries.append(TimelineEntry(change.at, "status", message=message, change=change))
+        for event in message.events:
+            entries.append(TimelineEntry(event.received_at, "receipt", message=message, event=event))
+    for sms in inbound:
+        entries.append(TimelineEntry(sms.received_at, "inbound", inbound=sms))
+    entries.sort(key=lambda e: (e.at, _ORDER[e.what], e.message.id if e.message else 0))
+    # Booking comes first by definition: its messages are planned in the same
+    # transaction, sometimes stamped a moment before the rdv row itself.
+    return [TimelineEntry(rdv.created_at, "booked"), *entries]
