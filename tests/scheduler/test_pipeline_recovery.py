@@ -215,3 +215,10 @@ def test_rate_limiter_is_shared_through_redis(backend, app_config, request):
     assert key == "lapin:rate:twilio:ACrate"
     waits = [int(script(keys=[key], args=[2, 2])) for _ in range(3)]
     assert waits[:2] == [0, 0] and waits[2] > 0  # the bucket is shared: the third must wait
+
+
+def test_migrations_create_the_in_flight_index(backend, app):
+    from sqlalchemy import inspect
+
+    names = {index["name"] for index in inspect(db.engine).get_indexes("messages")}
+    assert {"ix_messages_due", "ix_messages_in_flight"} <= names
