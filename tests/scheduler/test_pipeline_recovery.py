@@ -222,3 +222,26 @@ def test_migrations_create_the_in_flight_index(backend, app):
 
     names = {index["name"] for index in inspect(db.engine).get_indexes("messages")}
     assert {"ix_messages_due", "ix_messages_in_flight"} <= names
+
+
+@BACKENDS
+def test_scheduler_tick_dispatches_and_reconciles(backend, app, world, clock):
+    from scheduler.periodic import tick
+
+    book_for(world, sms_usager(world), days=3)
+    assert tick(app, reconcile=True) == {"queued": 1, "rescheduled": 0, "requeued": 0}
+    assert tick(app) == {"queued": 0}
+    run_pending(app)
+    assert len(simulator_outbox(app)) == 1
+
+
+@BACKENDS
+def test_worker_command_runs_the_send_jobs(backend, app, world, clock, runner):
+    book_for(world, sms_usager(world), days=3)
+    assert dispatch_due(utcnow()) == 1
+    result = runner.invoke(args=["worker", "--burst"])
+    if backend == "embedded":
+        assert result.exit_code != 0 and "REDIS_URL" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    assert [m.status for m in messages(kind="confirmation")] == [S.SENT]
