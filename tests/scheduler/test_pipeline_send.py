@@ -255,3 +255,18 @@ def test_quiet_hours_at_send_time_put_the_sms_back_to_the_morning(backend, app, 
     sms = messages(id=sms.id)[0]
     assert (sms.status, sms.attempts) == (S.SCHEDULED, 0)
     assert sms.send_at.astimezone(world.org.tz).hour == 8
+
+
+def test_rdv_moved_after_queueing_sends_only_the_new_date(backend, app, world, clock):
+    from gateway.booking import move
+
+    usager = sms_usager(world)
+    rdv = book_for(world, usager, days=3)
+    assert dispatch_due(utcnow()) == 1  # the confirmation, with the old date, is queued
+    move(rdv, starts_at=rdv.starts_at + timedelta(days=1), now=utcnow())
+    assert dispatch_due(utcnow()) == 1  # the moved message
+    run_pending(app)
+    kinds = [(m.kind, m.status) for m in messages()]
+    assert ("confirmation", S.CANCELLED) in kinds and ("moved", S.SENT) in kinds
+    assert [m.reference for m in simulator_outbox(app)] == [
+        str(m.id) for m in messages(kind="moved")]
