@@ -57,7 +57,24 @@ def create_app(test_config: dict | None = None) -> Flask:
         from .rendering import check_templates
 
         check_templates()
+    _start_embedded_pipeline_on_first_request(app)
     return app
+
+
+def _start_embedded_pipeline_on_first_request(app: Flask) -> None:
+    """Embedded mode (no REDIS_URL): worker and scheduler threads start with the first request.
+
+    Lazily, so that CLI commands and tests (EMBEDDED_WORKER off) never start threads.
+    """
+    if app.config.get("REDIS_URL") or not app.config.get("EMBEDDED_WORKER"):
+        return
+
+    @app.before_request
+    def _start_pipeline() -> None:
+        if not app.extensions.get("lapin_embedded_scheduler"):
+            from scheduler.periodic import start_embedded
+
+            start_embedded(app)
 
 
 def _configure_database(app: Flask) -> None:

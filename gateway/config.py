@@ -83,7 +83,43 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
         "PROVIDER_SETTINGS": {k: env[k] for k in PROVIDER_KEYS if env.get(k)},
     }
+    config.update(_pipeline_settings(env))
     return config
+
+
+def _pipeline_settings(env: Mapping[str, str]) -> dict:
+    """The sending pipeline's knobs (README, "Sending pipeline"); 0 rate = unlimited."""
+
+    def number(key: str, default: float, kind: type = int):
+        value = (env.get(key) or "").strip()
+        if not value:
+            return default
+        try:
+            return kind(value)
+        except ValueError:
+            raise RuntimeError(f"{key} must be a number, got {value!r}") from None
+
+    settings = {
+        "SEND_BATCH_SIZE": number("SEND_BATCH_SIZE", 100),
+        "DISPATCH_LIMIT": number("DISPATCH_LIMIT", 5000),
+        "DISPATCH_INTERVAL": number("DISPATCH_INTERVAL", 2.0, float),
+        "RECONCILE_INTERVAL": number("RECONCILE_INTERVAL", 60.0, float),
+        "DISPATCH_MAX_PENDING_JOBS": number("DISPATCH_MAX_PENDING_JOBS", 500),
+        "SMS_CONCURRENCY": number("SMS_CONCURRENCY", 32),
+        "EMAIL_CONCURRENCY": number("EMAIL_CONCURRENCY", 8),
+        "MAX_ATTEMPTS_PER_PROVIDER": number("MAX_ATTEMPTS_PER_PROVIDER", 3),
+        "RETRY_BASE_SECONDS": number("RETRY_BASE_SECONDS", 30.0, float),
+        "RETRY_MAX_SECONDS": number("RETRY_MAX_SECONDS", 1800.0, float),
+        "SENDING_TIMEOUT": number("SENDING_TIMEOUT", 600.0, float),
+        "QUEUED_TIMEOUT": number("QUEUED_TIMEOUT", 300.0, float),
+        "SEND_JOB_TIMEOUT": number("SEND_JOB_TIMEOUT", 300),
+        "SIMULATOR_RECEIPTS": (env.get("SIMULATOR_RECEIPTS") or "true").strip().lower()
+        not in {"0", "false", "no", "off"},
+    }
+    for provider in ("TWILIO", "VONAGE", "SIMULATOR", "SMTP"):
+        key = f"{provider}_RATE_PER_SECOND"
+        settings[key] = number(key, 0.0, float)
+    return settings
 
 
 def _list(value: str) -> list[str]:

@@ -294,6 +294,14 @@ class Message(TimestampMixin, db.Model):
             postgresql_where=text("status = 'scheduled'"),
             sqlite_where=text("status = 'scheduled'"),
         ),
+        # The reconciler's query: rows in flight only (scheduler.dispatch.reconcile_stale).
+        Index(
+            "ix_messages_in_flight",
+            "status",
+            "status_changed_at",
+            postgresql_where=text("status IN ('queued', 'sending')"),
+            sqlite_where=text("status IN ('queued', 'sending')"),
+        ),
         Index("ix_messages_provider_id", "provider", "provider_message_id"),
         Index("ix_messages_rdv", "rdv_id"),
         Index("ix_messages_recipient_sent", "recipient", "sent_at"),

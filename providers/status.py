@@ -7,9 +7,10 @@ A message moves forward only::
 and may end early in ``undelivered``, ``failed``, ``cancelled`` or ``skipped``.
 Final statuses never change, so late or duplicated receipts are harmless.
 
-There is no way back: when a worker dies while a message is ``sending``, the
-scheduler retries it by keeping it ``sending`` (it never returns to
-``queued``), because the provider may already have accepted it.
+Receipts never move a message back. The scheduler alone has one deliberate
+exception, its retry: a ``queued`` or ``sending`` message goes back to
+``scheduled`` with a later ``send_at`` after a transient provider error, or
+when its worker died (``scheduler.transitions.reschedule``, documented there).
 """
 
 from __future__ import annotations
