@@ -8,9 +8,10 @@ from babel.dates import format_date
 from flask import Flask, jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from .extensions import db, login_manager
-from .models import LOCATION_TYPES, Agent
+from .models import LOCATION_TYPES, MAX_ID, Agent
 from .phones import display_phone
 from .rendering import hour
 
@@ -45,11 +46,20 @@ VIA_LABELS = {"agent": "un agent", "link": "le lien d'annulation", "sms": "une r
 
 @login_manager.user_loader
 def _load_agent(agent_id: str):
-    agent = db.session.get(Agent, int(agent_id)) if agent_id.isdigit() else None
+    agent = db.session.get(Agent, int(agent_id)) if agent_id.isascii() and agent_id.isdigit() else None
     return agent if agent is not None and agent.is_active else None
 
 
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in URLs: a number beyond any primary key is a 404, not a database overflow."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = IdConverter
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Connectez-vous pour accéder à cette page."
     login_manager.login_message_category = "info"
