@@ -2,7 +2,7 @@
 
 Hypothesis profiles (choose with ``HYPOTHESIS_PROFILE``):
 
-* ``ci`` (default): 150 examples per property, no deadline (CI machines are
+* ``ci`` (default): 100 examples per property, no deadline (CI machines are
   shared and slow; a deadline would only make the suite flaky), derandomised
   so that a run is reproducible.
 * ``dev``: 30 examples, for quick iteration.
@@ -22,7 +22,7 @@ _SHARED = {
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                               HealthCheck.data_too_large],
 }
-settings.register_profile("ci", max_examples=150, derandomize=True, print_blob=True, **_SHARED)
+settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_SHARED)
 settings.register_profile("dev", max_examples=30, **_SHARED)
 settings.register_profile("thorough", max_examples=2000, **_SHARED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
