@@ -18,6 +18,7 @@ from .models import Agent, ApiToken, Lieu, Motif, Rdv, Usager, is_db_id
 from .slots import free_slots
 from .timeutil import parse_iso, utcnow
 from .usagers import create_usager
+from .web import unstorable
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -57,6 +58,9 @@ def _json_body() -> dict:
         data = None
     if not isinstance(data, dict):
         raise ApiError("Le corps de la requête doit être un objet JSON.", code="bad_request", status=400)
+    if unstorable(data):
+        raise ApiError("Le corps de la requête contient un caractère invalide (NUL ou UTF-16 isolé).",
+                       code="bad_request", status=400)
     return data
 
 

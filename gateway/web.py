@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from babel.dates import format_date
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
@@ -88,6 +88,17 @@ def init_app(app: Flask) -> None:
         LOCATION_TYPES=LOCATION_TYPES,
     )
 
+    @app.before_request
+    def _refuse_unstorable_text():
+        # PostgreSQL cannot store NUL in text: refuse it at the door (webhooks decide for themselves).
+        if request.path.startswith("/webhooks/"):
+            return
+        values = [*request.args.values(), *(request.view_args or {}).values()]
+        if any(unstorable(v) for v in values) or (
+            request.method != "GET" and any(unstorable(v) for v in request.form.values())
+        ):
+            abort(400, "Caractère invalide dans la requête.")
+
     @app.after_request
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -117,6 +128,24 @@ def init_app(app: Flask) -> None:
         if _wants_json():
             return jsonify(error={"code": "internal_error", "message": "Erreur interne.", "fields": {}}), 500
         return render_template("pages/error.html", error=None), 500
+
+
+def unstorable(value) -> bool:
+    """Whether ``value`` (a string, or JSON nested in lists and dicts) holds text no database
+    column can store: NUL (refused by PostgreSQL) or lone surrogates (not encodable in UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(unstorable(k) or unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(unstorable(v) for v in value)
+    return False
 
 
 def _wants_json() -> bool:

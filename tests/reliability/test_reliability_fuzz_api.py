@@ -173,3 +173,15 @@ def _existing_rdv(world, book) -> int:
     rdv = book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
                usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS))
     return rdv.id
+
+
+HOSTILE = ["a\x00b", "\ud800", "\u202eevil", "x" * 5000, "Robert'); DROP TABLE usagers;--", "%_%", "\\", " "]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_strings_in_every_usager_field(api, guard, value):
+    client, headers = api
+    for name in ("first_name", "last_name", "phone", "email"):
+        payload = {"first_name": "Léa", "last_name": "Dupont", "phone": "0612345678", name: value}
+        response = client.post("/api/v1/usagers", json=payload, headers=headers)
+        _check(guard, response, f"{name}={value[:20]!r}")

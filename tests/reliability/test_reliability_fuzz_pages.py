@@ -106,3 +106,18 @@ def test_login_never_500(client, world, email, password):
     assert response.status_code in (302, 422)
     if response.status_code == 302:
         client.post("/logout")
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\u202eevil", "x" * 3000, "%_%", "\\"])
+def test_hostile_strings_in_login_search_and_booking_form(agent, client, world, value):
+    guard = WriteGuard()
+    response = agent.get("/rdvs/new?" + urlencode({"motif_id": world.motif.id, "lieu_id": world.lieu.id,
+                                                   "agent_id": world.agent.id, "q": value,
+                                                   "starts_at": "2026-06-05T10:00:00+02:00"}))
+    guard.check(response, "search")
+    form = {"motif_id": world.motif.id, "lieu_id": world.lieu.id, "agent_id": world.agent.id,
+            "starts_at": "2026-06-05T10:00:00+02:00", "first_name": value, "last_name": value,
+            "phone": value, "email": value}
+    guard.check(agent.post("/rdvs/new", data=form), "booking form")
+    agent.post("/logout")
+    guard.check(client.post("/login", data={"email": value, "password": value}), "login")
