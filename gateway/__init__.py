@@ -30,6 +30,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .log_privacy import install_log_masking
+
+    install_log_masking()
 
     from .extensions import csrf, db, limiter, login_manager
 

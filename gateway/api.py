@@ -14,10 +14,11 @@ from sqlalchemy import select
 from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound, ValidationFailed
 from .extensions import db
-from .models import Agent, ApiToken, Lieu, Motif, Rdv, Usager
+from .models import Agent, ApiToken, Lieu, Motif, Rdv, Usager, is_db_id
 from .slots import free_slots
 from .timeutil import parse_iso, utcnow
 from .usagers import create_usager
+from .web import unstorable
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -50,9 +51,16 @@ def _authenticate():
 
 
 def _json_body() -> dict:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        # json.loads gives up on deeply nested arrays with RecursionError, not ValueError.
+        data = None
     if not isinstance(data, dict):
         raise ApiError("Le corps de la requête doit être un objet JSON.", code="bad_request", status=400)
+    if unstorable(data):
+        raise ApiError("Le corps de la requête contient un caractère invalide (NUL ou UTF-16 isolé).",
+                       code="bad_request", status=400)
     return data
 
 
@@ -63,10 +71,12 @@ def _int_param(value, name: str, required: bool = True):
         return None
     if isinstance(value, bool):
         raise ValidationFailed(f"« {name} » doit être un entier.", fields={name: "Entier attendu."})
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) < 12:
+        value = int(value.strip())
     if isinstance(value, int):
+        if not is_db_id(value):
+            raise ValidationFailed(f"« {name} » est hors limites.", fields={name: "Identifiant invalide."})
         return value
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 12:
-        return int(value.strip())
     raise ValidationFailed(f"« {name} » doit être un entier.", fields={name: "Entier attendu."})
 
 

@@ -35,6 +35,7 @@ from .models import (
     Participation,
     Rdv,
     Usager,
+    is_db_id,
 )
 from .planning import plan_booking, plan_cancel, plan_move
 from .slots import is_within_opening_hours
@@ -44,7 +45,7 @@ USAGER_CHANNELS = ("link", "sms")
 
 
 def _owned(model, obj_id, organisation: Organisation, field: str, label: str):
-    obj = db.session.get(model, obj_id) if isinstance(obj_id, int) else None
+    obj = db.session.get(model, obj_id) if is_db_id(obj_id) else None
     if obj is None or obj.organisation_id != organisation.id:
         raise ValidationFailed(f"{label} introuvable.", fields={field: f"{label} introuvable."})
     return obj
@@ -212,7 +213,7 @@ def record_outcome(rdv: Rdv, status: str, *, now: datetime | None = None) -> Rdv
 
 
 def get_rdv(organisation: Organisation, rdv_id) -> Rdv:
-    rdv = db.session.get(Rdv, rdv_id) if isinstance(rdv_id, int) else None
+    rdv = db.session.get(Rdv, rdv_id) if is_db_id(rdv_id) else None
     if rdv is None or rdv.organisation_id != organisation.id:
         raise NotFound("Rendez-vous introuvable.")
     return rdv

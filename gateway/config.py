@@ -81,6 +81,8 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         # Embedded mode (no REDIS_URL): run a worker and scheduler thread in the web process.
         "EMBEDDED_WORKER": not _truthy(env.get("EMBEDDED_WORKER_DISABLED")),
         "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
+        # Messages, inbound SMS and receipts are anonymised after this many days.
+        "RETENTION_DAYS": _positive_int(env.get("RETENTION_DAYS"), 183, "RETENTION_DAYS"),
         "PROVIDER_SETTINGS": {k: env[k] for k in PROVIDER_KEYS if env.get(k)},
     }
     config.update(_pipeline_settings(env))
@@ -120,6 +122,18 @@ def _pipeline_settings(env: Mapping[str, str]) -> dict:
         key = f"{provider}_RATE_PER_SECOND"
         settings[key] = number(key, 0.0, float)
     return settings
+
+
+def _positive_int(value: str | None, default: int, name: str) -> int:
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a whole number, not {value!r}") from None
+    if number <= 0:
+        raise RuntimeError(f"{name} must be positive, not {number}")
+    return number
 
 
 def _list(value: str) -> list[str]:

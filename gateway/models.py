@@ -87,6 +87,15 @@ LOCATION_TYPES = {
 
 CODE_ALPHABET = string.ascii_letters + string.digits
 
+# Primary keys are PostgreSQL "integer": a larger number cannot be an id, and
+# handing it to the database would fail (SQLite overflows past 2**63).
+MAX_ID = 2**31 - 1
+
+
+def is_db_id(value) -> bool:
+    """Whether ``value`` can be a primary key (an int, not a bool, in 1..MAX_ID)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
 
 def new_cancel_code(length: int = 12) -> str:
     """A random cancellation code: 12 characters of [A-Za-z0-9], about 71 bits."""

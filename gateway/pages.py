@@ -3,7 +3,7 @@ scoped to the agent's organisation, working without JavaScript."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -16,10 +16,10 @@ from wtforms.validators import Length, Optional
 from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound
 from .extensions import db
-from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv, Usager
+from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv, Usager, is_db_id
 from .slots import free_slots
 from .timeline import build_timeline
-from .timeutil import localize, parse_iso, utcnow
+from .timeutil import localize, parse_date, parse_iso, utcnow
 from .usagers import create_usager, search_usagers
 
 bp = Blueprint("pages", __name__)
@@ -53,7 +53,7 @@ def agenda():
     tz = org.tz
     view = "week" if request.args.get("view") == "week" else "day"
     try:
-        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else utcnow().astimezone(tz).date()
+        day = parse_date(request.args["date"]) if request.args.get("date") else utcnow().astimezone(tz).date()
     except ValueError:
         day = utcnow().astimezone(tz).date()
     if view == "week":
@@ -73,7 +73,7 @@ def agenda():
     )
     if agent_param == "me":
         query = query.where(Rdv.agent_id == current_user.id)
-    elif agent_param.isdigit():
+    elif agent_param.isascii() and agent_param.isdigit() and len(agent_param) < 12:
         query = query.where(Rdv.agent_id == int(agent_param))
     rdvs = db.session.scalars(query).all()
     by_day = {d: [] for d in days}
@@ -104,7 +104,9 @@ class BookingForm(FlaskForm):
 
 def _int_arg(name):
     value = request.values.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 12 else None
+    # isascii: "²".isdigit() is true but int("²") fails.
+    number = int(value) if value.isascii() and value.isdigit() and len(value) < 12 else None
+    return number if is_db_id(number) else None
 
 
 @bp.route("/rdvs/new", methods=["GET", "POST"])
@@ -163,7 +165,7 @@ def new_rdv():
         return render_template("pages/rdv_new.html", step="lieu", **context)
     if slot_start is None:
         try:
-            week = date.fromisoformat(request.args.get("week", ""))
+            week = parse_date(request.args.get("week", ""))
         except ValueError:
             week = utcnow().astimezone(tz).date()
         start = max(localize(datetime.combine(week, datetime.min.time()), tz), utcnow())
@@ -244,7 +246,8 @@ def move_rdv(rdv_id: int):
         return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
     lieu_id = request.form.get("lieu_id", "")
     try:
-        move(rdv, starts_at=new_start, lieu_id=int(lieu_id) if lieu_id.isdigit() else None)
+        move(rdv, starts_at=new_start,
+             lieu_id=int(lieu_id) if lieu_id.isascii() and lieu_id.isdigit() and len(lieu_id) < 12 else None)
     except DomainError as exc:
         flash(exc.message, "error")
     else:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
+
+# Dates people type are in this range; outside it, date arithmetic (time zones,
+# slot ranges, reminders) could overflow Python's calendar, so they are refused.
+MIN_YEAR = 1900
+MAX_YEAR = 2999
 
 
 def utcnow() -> datetime:
@@ -25,15 +30,29 @@ def zone(name: str) -> ZoneInfo:
 def parse_iso(value: str, default_zone: ZoneInfo) -> datetime:
     """Parse ISO 8601; a value without offset is read in ``default_zone``.
 
-    Raises ValueError on anything that is not a date-time.
+    Raises ValueError on anything that is not a date-time between the years
+    MIN_YEAR and MAX_YEAR.
     """
     text = value.strip()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     parsed = datetime.fromisoformat(text)
+    _check_year(parsed.year)
     if parsed.tzinfo is None:
         parsed = localize(parsed, default_zone)
     return parsed.astimezone(UTC)
+
+
+def parse_date(value: str) -> date:
+    """Parse an ISO date (``2026-06-05``); ValueError outside MIN_YEAR..MAX_YEAR."""
+    parsed = date.fromisoformat(value.strip())
+    _check_year(parsed.year)
+    return parsed
+
+
+def _check_year(year: int) -> None:
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"year {year} outside {MIN_YEAR}-{MAX_YEAR}")
 
 
 def localize(naive: datetime, tz: ZoneInfo) -> datetime:

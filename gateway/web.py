@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from babel.dates import format_date
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from .extensions import db, login_manager
-from .models import LOCATION_TYPES, Agent
+from .models import LOCATION_TYPES, MAX_ID, Agent
 from .phones import display_phone
 from .rendering import hour
 
@@ -59,11 +60,20 @@ VIA_LABELS = {"agent": "un agent", "link": "le lien d'annulation", "sms": "une r
 
 @login_manager.user_loader
 def _load_agent(agent_id: str):
-    agent = db.session.get(Agent, int(agent_id)) if agent_id.isdigit() else None
+    agent = db.session.get(Agent, int(agent_id)) if agent_id.isascii() and agent_id.isdigit() else None
     return agent if agent is not None and agent.is_active else None
 
 
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in URLs: a number beyond any primary key is a 404, not a database overflow."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = IdConverter
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Connectez-vous pour accéder à cette page."
     login_manager.login_message_category = "info"
@@ -92,6 +102,17 @@ def init_app(app: Flask) -> None:
         INBOUND_ACTION_LABELS=INBOUND_ACTION_LABELS,
         LOCATION_TYPES=LOCATION_TYPES,
     )
+
+    @app.before_request
+    def _refuse_unstorable_text():
+        # PostgreSQL cannot store NUL in text: refuse it at the door (webhooks decide for themselves).
+        if request.path.startswith("/webhooks/"):
+            return
+        values = [*request.args.values(), *(request.view_args or {}).values()]
+        if any(unstorable(v) for v in values) or (
+            request.method != "GET" and any(unstorable(v) for v in request.form.values())
+        ):
+            abort(400, "Caractère invalide dans la requête.")
 
     @app.after_request
     def _security_headers(response):
@@ -122,6 +143,24 @@ def init_app(app: Flask) -> None:
         if _wants_json():
             return jsonify(error={"code": "internal_error", "message": "Erreur interne.", "fields": {}}), 500
         return render_template("pages/error.html", error=None), 500
+
+
+def unstorable(value) -> bool:
+    """Whether ``value`` (a string, or JSON nested in lists and dicts) holds text no database
+    column can store: NUL (refused by PostgreSQL) or lone surrogates (not encodable in UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(unstorable(k) or unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(unstorable(v) for v in value)
+    return False
 
 
 def _wants_json() -> bool:

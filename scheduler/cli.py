@@ -8,6 +8,8 @@ from flask.cli import with_appcontext
 
 from gateway.timeutil import UTC, parse_iso, utcnow
 
+from .retention import retention_command
+
 
 @click.command("dispatch-due")
 @click.option("--at", "at", default=None, metavar="ISO8601",
@@ -71,4 +73,4 @@ def scheduler_command() -> None:
         click.echo("scheduler arrêté")
 
 
-commands: list = [dispatch_due_command, worker_command, scheduler_command]
+commands: list = [dispatch_due_command, worker_command, scheduler_command, retention_command]

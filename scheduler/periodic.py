@@ -1,4 +1,5 @@
-"""The periodic jobs: dispatch what is due every ~2 s, reconcile every minute.
+"""The periodic jobs: dispatch what is due every ~2 s, reconcile every minute,
+queue the retention job every hour.
 
 One loop serves both deployments, on the same code path:
 
@@ -28,7 +29,7 @@ from flask import Flask
 from gateway.extensions import db
 
 from .dispatch import dispatch_due, reconcile_stale
-from .queue import embedded_queue, pending_jobs
+from .queue import embedded_queue, enqueue, pending_jobs
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,18 @@ def run_forever(app: Flask, stop: threading.Event | None = None) -> None:
     interval = float(app.config["DISPATCH_INTERVAL"])
     reconcile_every = float(app.config["RECONCILE_INTERVAL"])
     last_reconcile = 0.0
+    # Retention is slow on big tables: it runs as a job, hourly, off the dispatch path.
+    retention_every = float(app.config.get("RETENTION_INTERVAL", 3600.0))
+    last_retention = time.monotonic()
     log.info("scheduler: dispatch every %.1f s, reconcile every %.0f s", interval, reconcile_every)
     while not stop.is_set():
         now = time.monotonic()
         reconcile = now - last_reconcile >= reconcile_every
         try:
+            if now - last_retention >= retention_every:
+                with app.app_context():
+                    enqueue("scheduler.retention.retention_job")
+                last_retention = now
             done = tick(app, reconcile=reconcile)
             if reconcile:
                 last_reconcile = now
