@@ -31,6 +31,10 @@ def _rate_limit() -> str:
     return current_app.config.get("CANCEL_LINK_RATE_LIMIT", DEFAULT_RATE_LIMIT)
 
 
+# One budget for GET and POST together: both tell a right code from a wrong one.
+cancel_link_limit = limiter.shared_limit(_rate_limit, scope="cancel-link")
+
+
 def _participation(code: str) -> Participation:
     if not code.isalnum() or len(code) > MAX_CODE_LENGTH:
         abort(404)
@@ -65,7 +69,7 @@ def _render(participation: Participation, state: str, status: int = 200):
 
 
 @bp.get("/c/<code>")
-@limiter.limit(_rate_limit)
+@cancel_link_limit
 def show(code: str):
     """The rdv and, while it can still be cancelled, the cancel button."""
     participation = _participation(code)
@@ -80,7 +84,7 @@ def show(code: str):
 
 
 @bp.post("/c/<code>")
-@limiter.limit(_rate_limit)
+@cancel_link_limit
 def confirm_cancel(code: str):
     """Cancel the rdv (idempotent): the confirmation, or why it cannot be done."""
     participation = _participation(code)
