@@ -81,6 +81,7 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         # Embedded mode (no REDIS_URL): run a worker and scheduler thread in the web process.
         "EMBEDDED_WORKER": not _truthy(env.get("EMBEDDED_WORKER_DISABLED")),
         "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
+        "CANCEL_LINK_RATE_LIMIT": env.get("CANCEL_LINK_RATE_LIMIT") or "30 per minute;300 per day",
         "PROVIDER_SETTINGS": {k: env[k] for k in PROVIDER_KEYS if env.get(k)},
     }
     return config
