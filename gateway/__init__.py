@@ -51,6 +51,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(stats.bp)
     csrf.exempt(api.bp)
+    # Receipts, inbound SMS, /c/ links, simulator outbox.
+    from webhooks import init_app as init_webhooks
+
+    init_webhooks(app)
 
     from .cli import register_commands
 

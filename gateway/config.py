@@ -83,6 +83,7 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
         # Messages, inbound SMS and receipts are anonymised after this many days.
         "RETENTION_DAYS": _positive_int(env.get("RETENTION_DAYS"), 183, "RETENTION_DAYS"),
+        "CANCEL_LINK_RATE_LIMIT": env.get("CANCEL_LINK_RATE_LIMIT") or "30 per minute;300 per day",
         "PROVIDER_SETTINGS": {k: env[k] for k in PROVIDER_KEYS if env.get(k)},
     }
     config.update(_pipeline_settings(env))

@@ -400,8 +400,18 @@ class DeliveryEvent(db.Model):
 
 
 class InboundSms(db.Model):
+    """An SMS received (or one part of a long one), with what was done about it.
+
+    ``action`` is NULL until the message has been acted on; a part of a long
+    Vonage SMS keeps NULL until every part has arrived, then the first part
+    holds the joined text and the action, the others ``part``.
+    """
+
     __tablename__ = "inbound_sms"
-    __table_args__ = (UniqueConstraint("provider", "provider_message_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_message_id"),
+        Index("ix_inbound_sms_concat", "provider", "from_number", "concat_ref"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
@@ -415,9 +425,16 @@ class InboundSms(db.Model):
     action: Mapped[str | None] = mapped_column(String(32))
     raw: Mapped[dict] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Parts of a long SMS (Vonage sends them one by one): joined before acting.
+    concat_ref: Mapped[str | None] = mapped_column(String(64))
+    concat_part: Mapped[int | None] = mapped_column(Integer)
+    concat_total: Mapped[int | None] = mapped_column(Integer)
+    # The SMS we answered with, if any.
+    reply_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
 
     usager: Mapped[Usager | None] = relationship()
     rdv: Mapped[Rdv | None] = relationship()
+    reply_message: Mapped[Message | None] = relationship()
 
 
 class ApiToken(TimestampMixin, db.Model):

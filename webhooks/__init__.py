@@ -1,0 +1,24 @@
+"""What comes in: delivery receipts, inbound SMS, cancellation links.
+
+:func:`init_app` registers the blueprints: the provider webhooks (CSRF-exempt:
+they are authenticated by the providers' signatures instead), the
+cancellation link pages (CSRF-protected), and the simulator's outbox page when
+the simulator is among the configured providers.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Register every inbound surface on ``app``."""
+    from gateway.extensions import csrf
+
+    from . import links, routes, simulator
+
+    app.register_blueprint(routes.bp)
+    csrf.exempt(routes.bp)
+    app.register_blueprint(links.bp)
+    if simulator.enabled(app):
+        app.register_blueprint(simulator.bp)

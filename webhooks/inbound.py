@@ -1,0 +1,343 @@
+"""Inbound SMS: stored once, matched to a usager and an rdv, acted on once.
+
+An SMS is first stored (:func:`receive`, in the webhook's request), then
+acted on by a queued job (:func:`process_inbound_job`). The unique
+(provider, provider message id) constraint makes a redelivered SMS a no-op,
+and the job claims the row (``action`` goes from NULL to a value in one
+UPDATE) so that it is acted on once even if the job runs twice.
+
+Matching (SPEC section 2, SMS replies): the usager by phone number (E.164),
+the rdv of the most recent SMS we sent to that number within 7 days, else
+the usager's next upcoming rdv. Keywords are compared after trimming and
+folding accents, case and punctuation (:func:`fold`).
+
+Every answer is a new :class:`~gateway.models.Message` (kind ``reply``,
+channel ``sms``, due now: quiet hours do not apply to an answer) made by
+:func:`create_reply`, which the sending pipeline sends like any other, so it
+is recorded on the timeline. The STOP confirmation is created after the
+opt-out is set: the pipeline sends ``reply`` messages even to opted-out
+usagers (it is the one answer they asked for).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.booking import cancel
+from gateway.errors import DomainError
+from gateway.extensions import db
+from gateway.models import (
+    CHANNEL_SMS,
+    RDV_UNKNOWN,
+    InboundSms,
+    Message,
+    Organisation,
+    Participation,
+    Rdv,
+    Usager,
+)
+from gateway.phones import InvalidPhone, display_phone, mask_phone, normalize_phone
+from gateway.planning import agent_alert
+from gateway.rendering import hour, render_reply, short_date
+from gateway.timeutil import utcnow
+from providers import base
+from providers import status as S
+from scheduler import queue
+from scheduler.transitions import record_created, transition
+
+from .receipts import opt_out_number
+
+log = logging.getLogger(__name__)
+
+JOB = "webhooks.inbound.process_inbound_job"
+MATCH_WINDOW = timedelta(days=7)
+
+CANCEL, CONFIRM, STOP, START = "cancel", "confirm", "stop", "start"
+KEYWORDS = {
+    "ANNULER": CANCEL,
+    "ANNULE": CANCEL,
+    "ANNULATION": CANCEL,
+    "ANNUL": CANCEL,
+    "OUI": CONFIRM,
+    "OK": CONFIRM,
+    "CONFIRMER": CONFIRM,
+    "STOP": STOP,
+    "STOP SMS": STOP,
+    "ARRET": STOP,
+    "START": START,
+}
+
+# InboundSms.action values.
+ACTION_CANCELLED = "cancelled"
+ACTION_ALREADY_CANCELLED = "already_cancelled"
+ACTION_TOO_LATE = "too_late"
+ACTION_CONFIRMED = "confirmed"
+ACTION_OPTED_OUT = "opted_out"
+ACTION_OPTED_IN = "opted_in"
+ACTION_FORWARDED = "forwarded"
+ACTION_NO_RDV = "no_rdv"
+ACTION_UNKNOWN_NUMBER = "unknown_number"
+ACTION_PART = "part"  # a part of a long SMS, joined into its first part
+
+
+class InvalidInbound(ValueError):
+    """An inbound SMS webhook without the fields we need (sender, message id)."""
+
+
+def fold(text: str) -> str:
+    """``" annulé ! "`` -> ``"ANNULE"``: no accents, upper case, words split on anything else."""
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(re.sub(r"[^A-Za-z0-9]+", " ", plain).upper().split())
+
+
+def keyword(text: str) -> str | None:
+    """The keyword an SMS body is (CANCEL, CONFIRM, STOP, START), or None for free text."""
+    return KEYWORDS.get(fold(text))
+
+
+def _e164(number: str) -> str:
+    try:
+        return normalize_phone(number)
+    except InvalidPhone:
+        return (number or "").strip()
+
+
+def receive(sms: base.InboundSms) -> tuple[InboundSms, bool]:
+    """Store an inbound SMS once and queue its handling; returns (row, newly stored).
+
+    Raises :class:`InvalidInbound` when the sender or the provider's id is missing.
+    """
+    if not sms.provider_message_id or not sms.from_number:
+        raise InvalidInbound("inbound SMS without message id or sender")
+    existing = _stored(sms.provider, sms.provider_message_id)
+    if existing is not None:
+        return existing, False
+    row = InboundSms(
+        provider=sms.provider,
+        provider_message_id=sms.provider_message_id[:200],
+        from_number=_e164(sms.from_number)[:32],
+        to_number=(sms.to_number or "")[:32] or None,
+        body=sms.body or "",
+        raw=dict(sms.raw),
+        concat_ref=sms.concat_ref[:64] if sms.concat_ref else None,
+        concat_part=sms.part,
+        concat_total=sms.parts,
+    )
+    db.session.add(row)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The same SMS delivered twice at once: the other request stored it.
+        db.session.rollback()
+        return _stored(sms.provider, sms.provider_message_id), False
+    try:
+        queue.enqueue(JOB, row.id)
+    except Exception:  # Redis unreachable: the SMS is stored, act on it now
+        log.exception("could not queue inbound SMS %s: handling it inline", row.id)
+        process_inbound(row.id)
+    return row, True
+
+
+def _stored(provider: str, provider_message_id: str) -> InboundSms | None:
+    return db.session.scalar(
+        select(InboundSms).where(
+            InboundSms.provider == provider, InboundSms.provider_message_id == provider_message_id
+        )
+    )
+
+
+def process_inbound_job(inbound_id: int) -> None:
+    """Job: act on a stored inbound SMS (once)."""
+    process_inbound(inbound_id)
+
+
+def process_inbound(inbound_id: int, now: datetime | None = None) -> str | None:
+    """Act on an inbound SMS unless already done; returns the action taken, if any."""
+    now = now or utcnow()
+    row = db.session.get(InboundSms, inbound_id)
+    if row is None or row.action is not None:
+        return None
+    if row.concat_ref and (row.concat_total or 1) > 1:
+        row = _join_parts(row)
+        if row is None:
+            db.session.rollback()
+            return None
+    elif not _claim([row.id], "processing"):
+        db.session.rollback()
+        return None
+    action = _act(row, now)
+    db.session.commit()
+    log.info("inbound SMS %s from %s: %s", row.id, mask_phone(row.from_number), action)
+    return action
+
+
+def _claim(ids: list[int], action: str) -> bool:
+    """Mark rows as being handled, only if nobody did: the act-once guarantee."""
+    result = db.session.execute(
+        update(InboundSms)
+        .where(InboundSms.id.in_(ids), InboundSms.action.is_(None))
+        .values(action=action)
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount == len(ids)
+
+
+def _join_parts(row: InboundSms) -> InboundSms | None:
+    """When every part of a long SMS is stored: claim them and return the first, holding the text."""
+    pending = db.session.scalars(
+        select(InboundSms)
+        .where(
+            InboundSms.provider == row.provider,
+            InboundSms.from_number == row.from_number,
+            InboundSms.concat_ref == row.concat_ref,
+            InboundSms.action.is_(None),
+        )
+        .order_by(InboundSms.id)
+    ).all()
+    by_part: dict[int, InboundSms] = {}
+    for part in pending:
+        by_part.setdefault(part.concat_part or 0, part)
+    if len(by_part) < (row.concat_total or 1):
+        return None  # wait for the other parts
+    parts = [by_part[number] for number in sorted(by_part)][: row.concat_total]
+    if not _claim([p.id for p in parts], ACTION_PART):
+        return None
+    first = parts[0]
+    first.body = "".join(p.body for p in parts)
+    return first
+
+
+def match(phone: str, now: datetime) -> tuple[Usager | None, Rdv | None]:
+    """The usager and the rdv an SMS from ``phone`` is about (see the module doc)."""
+    usagers = db.session.scalars(select(Usager).where(Usager.phone == phone).order_by(Usager.id)).all()
+    if not usagers:
+        return None, None
+    recent = db.session.scalar(
+        select(Message)
+        .where(
+            Message.channel == CHANNEL_SMS,
+            Message.recipient == phone,
+            Message.rdv_id.is_not(None),
+            Message.sent_at.is_not(None),
+            Message.sent_at >= now - MATCH_WINDOW,
+        )
+        .order_by(Message.sent_at.desc(), Message.id.desc())
+        .limit(1)
+    )
+    if recent is not None:
+        usager = recent.usager if recent.usager in usagers else usagers[0]
+        return usager, recent.rdv
+    upcoming = db.session.execute(
+        select(Rdv, Participation.usager_id)
+        .join(Participation, Participation.rdv_id == Rdv.id)
+        .where(
+            Participation.usager_id.in_([u.id for u in usagers]),
+            Rdv.status == RDV_UNKNOWN,
+            Rdv.starts_at > now,
+        )
+        .order_by(Rdv.starts_at, Rdv.id)
+        .limit(1)
+    ).first()
+    if upcoming is None:
+        return usagers[0], None
+    rdv, usager_id = upcoming
+    return next(u for u in usagers if u.id == usager_id), rdv
+
+
+def _act(row: InboundSms, now: datetime) -> str:
+    phone = row.from_number
+    usager, rdv = match(phone, now)
+    if usager is None:
+        row.action = ACTION_UNKNOWN_NUMBER
+        return row.action
+    row.usager_id = usager.id
+    row.organisation_id = usager.organisation_id
+    row.rdv_id = rdv.id if rdv else None
+    kind = keyword(row.body)
+    if kind == STOP:
+        opt_out_number(phone)
+        row.action, template = ACTION_OPTED_OUT, "stop"
+    elif kind == START:
+        db.session.execute(
+            update(Usager).where(Usager.phone == phone).values(sms_opted_out=False)
+            .execution_options(synchronize_session="fetch")
+        )
+        row.action, template = ACTION_OPTED_IN, "start"
+    elif rdv is None:
+        row.action, template = ACTION_NO_RDV, "unknown_rdv"
+    elif kind == CANCEL:
+        row.action, template = _cancel(rdv, phone, now)
+    elif kind == CONFIRM:
+        if rdv.is_cancelled:
+            row.action, template = ACTION_NO_RDV, "unknown_rdv"
+        else:
+            rdv.confirmed_at = rdv.confirmed_at or now
+            row.action, template = ACTION_CONFIRMED, "confirmed"
+    else:
+        agent_alert(rdv, usager, now, reply_text=row.body)
+        row.action, template = ACTION_FORWARDED, "free_text"
+    row.reply_message = create_reply(usager, phone, template, rdv, now)
+    return row.action
+
+
+def _cancel(rdv: Rdv, phone: str, now: datetime) -> tuple[str, str]:
+    try:
+        cancelled = cancel(rdv, via="sms", now=now)
+    except DomainError:
+        return ACTION_TOO_LATE, "cannot_cancel"
+    if not cancelled:
+        return ACTION_ALREADY_CANCELLED, "cancelled"
+    # The reply confirms the cancellation at once (quiet hours do not hold
+    # answers back); the `cancelled` SMS planned for this number would say
+    # the same thing a second time, possibly the next morning.
+    duplicates = db.session.scalars(
+        select(Message).where(
+            Message.rdv_id == rdv.id,
+            Message.kind == "cancelled",
+            Message.channel == CHANNEL_SMS,
+            Message.recipient == phone,
+            Message.status.in_(S.UNSENT_STATUSES),
+        )
+    ).all()
+    for message in duplicates:
+        transition(message, S.SKIPPED, at=now, detail="remplacé par la réponse au SMS ANNULER")
+    return ACTION_CANCELLED, "cancelled"
+
+
+def create_reply(usager: Usager, to_number: str, template: str, rdv: Rdv | None,
+                 now: datetime) -> Message:
+    """The SMS answering an inbound SMS: a ``reply`` message, due now, for the pipeline to send."""
+    org = db.session.get(Organisation, usager.organisation_id)
+    tz = org.tz
+    context = {
+        "organisation": org,
+        "rdv": rdv,
+        "lieu_phone": display_phone((rdv.lieu.phone if rdv else None) or org.phone),
+        "date_short": short_date(rdv.starts_at, tz) if rdv else "",
+        "time": hour(rdv.starts_at, tz) if rdv else "",
+    }
+    rendered = render_reply(template, **context)
+    message = Message(
+        organisation_id=org.id,
+        rdv=rdv,
+        usager_id=usager.id,
+        channel=CHANNEL_SMS,
+        kind="reply",
+        status=S.SCHEDULED,
+        send_at=now,
+        recipient=to_number,
+        body=rendered.body,
+        segments=rendered.segments,
+        encoding=rendered.encoding,
+        status_changed_at=now,
+    )
+    db.session.add(message)
+    record_created(message, now)
+    return message

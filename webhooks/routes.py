@@ -1,0 +1,115 @@
+"""The provider webhooks of SPEC section 3: check, record, queue, answer.
+
+Each route checks the provider's signature (403 and nothing stored when it
+is missing or wrong), parses with the provider's own parser, records the
+receipt or the SMS, queues the work and answers at once. A database that
+cannot be reached answers 503, so that the provider retries later.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from twilio.twiml.messaging_response import MessagingResponse
+
+from gateway.extensions import db
+from providers import twilio, vonage
+
+from . import inbound, receipts, signatures
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(InterfaceError)
+@bp.errorhandler(PoolTimeout)
+def _database_unavailable(exc: Exception):
+    # Providers retry on 5xx: a 503 loses nothing, a 500 would look like a bug.
+    db.session.rollback()
+    log.error("webhook %s: database unavailable (%s)", request.path, exc.__class__.__name__)
+    response = jsonify(error={"code": "unavailable", "message": "Base de données indisponible.",
+                              "fields": {}})
+    response.status_code = 503
+    response.headers["Retry-After"] = "60"
+    return response
+
+
+def _twiml() -> Response:
+    return Response(str(MessagingResponse()), mimetype="text/xml")
+
+
+def _vonage_params() -> dict[str, Any]:
+    """Vonage's fields from the query (GET), the form or a JSON body (POST)."""
+    params: dict[str, Any] = request.args.to_dict()
+    if request.method == "POST":
+        if request.is_json:
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict):
+                abort(400, "Corps JSON invalide.")
+            params.update(body)
+        else:
+            params.update(request.form.to_dict())
+    return params
+
+
+def _ok() -> Response:
+    return Response(status=204)
+
+
+@bp.post("/twilio/status")
+def twilio_status():
+    """Twilio status callback; our message id comes back as ``ref`` in the URL."""
+    if not signatures.twilio_ok(request.form):
+        abort(403)
+    receipt = twilio.parse_status_callback(request.form.to_dict(), request.args.get("ref"))
+    # Keep the query (``ref``) with the form in the stored raw receipt.
+    receipt = replace(receipt, raw=request.args.to_dict() | request.form.to_dict())
+    event = receipts.record_receipt(receipt)
+    receipts.enqueue_receipt(receipt, event)
+    return _ok()
+
+
+@bp.post("/twilio/inbound")
+def twilio_inbound():
+    """Inbound SMS from Twilio. The TwiML answer is empty on purpose: our reply goes
+    through the sending pipeline as a message row, so it is recorded like any other."""
+    if not signatures.twilio_ok(request.form):
+        abort(403)
+    try:
+        inbound.receive(twilio.parse_inbound(request.form.to_dict()))
+    except inbound.InvalidInbound:
+        abort(400, "SMS entrant incomplet : MessageSid et From sont obligatoires.")
+    return _twiml()
+
+
+@bp.route("/vonage/status", methods=["GET", "POST"])
+def vonage_status():
+    """Vonage delivery receipt (one per part of a long SMS)."""
+    params = _vonage_params()
+    if not signatures.vonage_ok(params):
+        abort(403)
+    receipt = vonage.parse_receipt(params)
+    event = receipts.record_receipt(receipt)
+    receipts.enqueue_receipt(receipt, event)
+    return _ok()
+
+
+@bp.route("/vonage/inbound", methods=["GET", "POST"])
+def vonage_inbound():
+    """Inbound SMS from Vonage; parts of a long SMS are joined before acting."""
+    params = _vonage_params()
+    if not signatures.vonage_ok(params):
+        abort(403)
+    try:
+        inbound.receive(vonage.parse_inbound(params))
+    except inbound.InvalidInbound:
+        abort(400, "SMS entrant incomplet : messageId et msisdn sont obligatoires.")
+    return _ok()
+
