@@ -164,8 +164,8 @@ def markdown(ctx: Context, sections: list[Section], items: list[Goal],
     out = [
         "# Benchmarks",
         "",
-        f"Written by `{command}` on {date} ({seconds / 60:.1f} minutes). Do not edit by hand: "
-        "run `make bench` again (see the README's \"Benchmarks\" section).",
+        (f"Written by `{command}` on {date} ({seconds / 60:.1f} minutes). Do not edit by hand: "
+        "run `make bench` again (see the README's \"Benchmarks\" section)."),
         "",
         "## Machine",
         "",
