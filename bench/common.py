@@ -236,9 +236,9 @@ def log_tail(ctx: Context, log_name: str, lines: int = 20) -> str:
 
 @contextlib.contextmanager
 def gunicorn(ctx: Context, app_spec: str, env: dict[str, str], log_name: str,
-             ready_path: str = "/") -> Iterator[int]:
-    """Serve ``app_spec`` with the Procfile's gunicorn settings on a free port; yields the port."""
-    port = free_port()
+             ready_path: str = "/", port: int | None = None) -> Iterator[int]:
+    """Serve ``app_spec`` with the Procfile's gunicorn settings (on a free port); yields the port."""
+    port = port or free_port()
     args = [sys.executable, "-m", "gunicorn", app_spec, "--bind", f"127.0.0.1:{port}",
             "--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS),
             "--access-logfile", "-"]
