@@ -187,6 +187,25 @@ async def serve(port: int, delay: float) -> None:
 
 
 @contextlib.contextmanager
+def in_thread(delay: float = 0.0) -> Iterator[tuple[str, FakeTwilio]]:
+    """Run the fake on an event loop in a daemon thread (for tests); yields (base URL, fake)."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    fake = FakeTwilio(delay)
+    server = loop.run_until_complete(asyncio.start_server(fake.handle, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", fake
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+@contextlib.contextmanager
 def running(ctx, delay: float = 0.1) -> Iterator[str]:
     """Run the fake in its own process for the block; yields its base URL."""
     from .common import free_port, port_open, process, wait_for
