@@ -22,7 +22,7 @@ from datetime import timedelta
 from sqlalchemy import event, text
 
 from . import seed
-from .common import Context, Section, Table, flush_redis, make_app, reset_schema
+from .common import Context, Section, Table, flush_redis, fmt, make_app, reset_schema
 
 NAME = "growth"
 DUE_SQL = ("SELECT id FROM messages WHERE status = 'scheduled' AND send_at <= :now "
@@ -162,9 +162,8 @@ def run(ctx: Context) -> Section:
     ctx.metrics["growth.available"] = 1.0 if dispatch_due else 0.0
     largest = sizes[-1]
     plan, sql = plans[largest]
-    section.blocks.append((f"The due query at {largest:,} messages".replace(",", " "), sql))
-    section.blocks.append((f"EXPLAIN (ANALYZE, BUFFERS) at {largest:,} messages".replace(",", " "),
-                           plan))
+    section.blocks.append((f"The due query at {fmt(largest)} messages", sql))
+    section.blocks.append((f"EXPLAIN (ANALYZE, BUFFERS) at {fmt(largest)} messages", plan))
     if not dispatch_due:
         section.available = False
         section.notes.append("`scheduler.dispatch.dispatch_due` not available yet: the figures are "
