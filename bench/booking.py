@@ -50,7 +50,7 @@ def _world(db):
 
 def run(ctx: Context) -> Section:
     bookings = ctx.scale(300, 60)
-    searches = ctx.scale(30, 5)
+    searches = ctx.scale(20, 5)
     reset_schema(ctx)
     app = make_app(ctx, QUIET_HOURS="20:00-08:00", REMINDER_OFFSETS="48h", RATELIMIT_ENABLED=False)
     section = Section(NAME, "Booking: rdv creation and slot search",
