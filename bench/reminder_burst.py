@@ -133,7 +133,7 @@ def run(ctx: Context) -> Section:
     if not has_cli_command(app, "worker"):
         raise NotAvailable("no `gateway worker` command (pipeline not merged)")
     n = ctx.scale(20_000, 2000)
-    time_limit = ctx.scale(120, 45)
+    time_limit = ctx.scale(100, 45)
     section = Section(NAME, TITLE if not ctx.quick else TITLE.replace("20 000", f"{n:,}"),
                       method=__doc__.split("\n\n", 1)[1].replace("\n", " "))
     rows = [_one_run(ctx, app, dispatch_due, k, n, time_limit) for k in WORKER_COUNTS]
