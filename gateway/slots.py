@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from .extensions import db
 from .models import RDV_CANCELLED_STATUSES, Motif, OpeningHours, Organisation, Rdv
@@ -79,38 +78,51 @@ def free_slots(
             OpeningHours.organisation_id == organisation.id,
             OpeningHours.motifs.any(id=motif.id),
         )
-        .options(selectinload(OpeningHours.motifs))
     )
     if lieu_id is not None:
         query = query.where(OpeningHours.lieu_id == lieu_id)
     if agent_id is not None:
         query = query.where(OpeningHours.agent_id == agent_id)
-    ranges = db.session.scalars(query).all()
+    # Plain tuples: the loop below runs for every range of every day.
+    ranges = db.session.execute(query.with_only_columns(
+        OpeningHours.weekday, OpeningHours.start_time, OpeningHours.end_time,
+        OpeningHours.agent_id, OpeningHours.lieu_id,
+    )).all()
     if not ranges:
         return []
     duration = timedelta(minutes=motif.duration_minutes)
     busy = busy_intervals({r.agent_id for r in ranges}, start - duration, end + duration)
     busy_starts = {a: [s for s, _ in iv] for a, iv in busy.items()}
-    by_weekday: dict[int, list[OpeningHours]] = {}
+    by_weekday: dict[int, list[tuple]] = {}
     for r in ranges:
-        by_weekday.setdefault(r.weekday, []).append(r)
+        by_weekday.setdefault(r.weekday, []).append(tuple(r))
 
-    slots: set[Slot] = set()
+    found: set[tuple] = set()
+    to_utc: dict[datetime, datetime] = {}  # local wall time -> UTC, shared by all agents
+
+    def utc(day: date, at) -> datetime:
+        wall = datetime.combine(day, at)
+        value = to_utc.get(wall)
+        if value is None:
+            value = to_utc[wall] = localize(wall, tz).astimezone(UTC)
+        return value
+
     day: date = start.astimezone(tz).date()
     last_day: date = end.astimezone(tz).date()
     while day <= last_day:
-        for r in by_weekday.get(day.weekday(), ()):
-            range_end = localize(datetime.combine(day, r.end_time), tz).astimezone(UTC)
-            cursor = localize(datetime.combine(day, r.start_time), tz).astimezone(UTC)
+        for _weekday, start_time, end_time, range_agent, range_lieu in by_weekday.get(day.weekday(), ()):
+            range_end = utc(day, end_time)
+            cursor = utc(day, start_time)
+            intervals, starts = busy.get(range_agent, []), busy_starts.get(range_agent, [])
             while cursor + duration <= range_end:
                 slot_end = cursor + duration
-                if start <= cursor < end and cursor > now and not _overlaps(
-                    busy.get(r.agent_id, []), busy_starts.get(r.agent_id, []), cursor, slot_end
+                if start <= cursor < end and cursor > now and not (
+                    intervals and _overlaps(intervals, starts, cursor, slot_end)
                 ):
-                    slots.add(Slot(cursor, slot_end, r.agent_id, r.lieu_id))
+                    found.add((cursor, range_agent, range_lieu, slot_end))
                 cursor = slot_end
         day += timedelta(days=1)
-    return sorted(slots)
+    return [Slot(s, e, a, lieu) for s, a, lieu, e in sorted(found)]
 
 
 def is_within_opening_hours(
