@@ -19,7 +19,7 @@ from scheduler.transitions import record_created, transition
 from .extensions import db
 from .models import CHANNEL_EMAIL, CHANNEL_SMS, Message, Participation, Rdv
 from .phones import is_mobile
-from .rendering import render_email, render_sms
+from .rendering import Rendered, render_email, render_sms
 
 
 def reminder_offsets(rdv: Rdv) -> list[timedelta]:
@@ -53,17 +53,14 @@ def usager_channels(usager) -> list[tuple[str, str]]:
     return channels
 
 
-def _add(rdv: Rdv, participation: Participation, kind: str, channel: str, recipient: str,
-         send_at: datetime, now: datetime, **extra) -> Message:
-    usager = participation.usager
-    if channel == CHANNEL_SMS:
-        rendered = render_sms(kind, rdv, usager, participation.cancel_code, **extra)
-    else:
-        rendered = render_email(kind, rdv, usager, participation.cancel_code, **extra)
+def new_message(*, organisation_id: int, rdv: Rdv | None, usager_id: int | None, channel: str,
+                kind: str, recipient: str, send_at: datetime, now: datetime, rendered: Rendered,
+                **fields) -> Message:
+    """Add a ``scheduled`` message row with its rendered text; the one place rows are born."""
     message = Message(
-        organisation_id=rdv.organisation_id,
+        organisation_id=organisation_id,
         rdv=rdv,
-        usager_id=usager.id,
+        usager_id=usager_id,
         channel=channel,
         kind=kind,
         status=S.SCHEDULED,
@@ -75,10 +72,20 @@ def _add(rdv: Rdv, participation: Participation, kind: str, channel: str, recipi
         segments=rendered.segments,
         encoding=rendered.encoding,
         status_changed_at=now,
+        **fields,
     )
     db.session.add(message)
     record_created(message, now)
     return message
+
+
+def _add(rdv: Rdv, participation: Participation, kind: str, channel: str, recipient: str,
+         send_at: datetime, now: datetime, **extra) -> Message:
+    usager = participation.usager
+    render = render_sms if channel == CHANNEL_SMS else render_email
+    rendered = render(kind, rdv, usager, participation.cancel_code, **extra)
+    return new_message(organisation_id=rdv.organisation_id, rdv=rdv, usager_id=usager.id, channel=channel,
+                       kind=kind, recipient=recipient, send_at=send_at, now=now, rendered=rendered)
 
 
 def _announce(rdv: Rdv, kind: str, now: datetime, with_reminders: bool, **extra) -> list[Message]:
@@ -132,24 +139,9 @@ def plan_cancel(rdv: Rdv, now: datetime, by_usager: bool) -> list[Message]:
 def agent_alert(rdv: Rdv, usager, now: datetime, reply_text: str | None = None) -> Message:
     """An email to the rdv's agent: the usager cancelled, or replied with free text."""
     rendered = render_email("agent_alert", rdv, usager, None, reply_text=reply_text)
-    message = Message(
-        organisation_id=rdv.organisation_id,
-        rdv=rdv,
-        usager_id=usager.id,
-        agent_id=rdv.agent_id,
-        channel=CHANNEL_EMAIL,
-        kind="agent_alert",
-        status=S.SCHEDULED,
-        send_at=now,
-        recipient=rdv.agent.email,
-        subject=rendered.subject,
-        body=rendered.body,
-        html_body=rendered.html,
-        status_changed_at=now,
-    )
-    db.session.add(message)
-    record_created(message, now)
-    return message
+    return new_message(organisation_id=rdv.organisation_id, rdv=rdv, usager_id=usager.id,
+                       channel=CHANNEL_EMAIL, kind="agent_alert", recipient=rdv.agent.email, send_at=now,
+                       now=now, rendered=rendered, agent_id=rdv.agent_id)
 
 
 FALLBACK_KINDS = ("confirmation", "reminder", "moved", "cancelled")
@@ -187,21 +179,6 @@ def plan_email_fallback(sms: Message, now: datetime) -> Message | None:
     participation = next((p for p in rdv.participations if p.usager_id == usager.id), None)
     code = participation.cancel_code if participation else None
     rendered = render_email(sms.kind, rdv, usager, code)
-    message = Message(
-        organisation_id=sms.organisation_id,
-        rdv=rdv,
-        usager_id=usager.id,
-        fallback_of_id=sms.id,
-        channel=CHANNEL_EMAIL,
-        kind=sms.kind,
-        status=S.SCHEDULED,
-        send_at=now,
-        recipient=usager.email,
-        subject=rendered.subject,
-        body=rendered.body,
-        html_body=rendered.html,
-        status_changed_at=now,
-    )
-    db.session.add(message)
-    record_created(message, now)
-    return message
+    return new_message(organisation_id=sms.organisation_id, rdv=rdv, usager_id=usager.id,
+                       channel=CHANNEL_EMAIL, kind=sms.kind, recipient=usager.email, send_at=now, now=now,
+                       rendered=rendered, fallback_of_id=sms.id)

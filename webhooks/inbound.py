@@ -43,13 +43,13 @@ from gateway.models import (
     Usager,
 )
 from gateway.phones import InvalidPhone, display_phone, mask_phone, normalize_phone
-from gateway.planning import agent_alert
+from gateway.planning import agent_alert, new_message
 from gateway.rendering import hour, render_reply, short_date
 from gateway.timeutil import utcnow
 from providers import base
 from providers import status as S
 from scheduler import queue
-from scheduler.transitions import record_created, transition
+from scheduler.transitions import transition
 
 from .receipts import opt_out_number
 
@@ -324,20 +324,5 @@ def create_reply(usager: Usager, to_number: str, template: str, rdv: Rdv | None,
         "time": hour(rdv.starts_at, tz) if rdv else "",
     }
     rendered = render_reply(template, **context)
-    message = Message(
-        organisation_id=org.id,
-        rdv=rdv,
-        usager_id=usager.id,
-        channel=CHANNEL_SMS,
-        kind="reply",
-        status=S.SCHEDULED,
-        send_at=now,
-        recipient=to_number,
-        body=rendered.body,
-        segments=rendered.segments,
-        encoding=rendered.encoding,
-        status_changed_at=now,
-    )
-    db.session.add(message)
-    record_created(message, now)
-    return message
+    return new_message(organisation_id=org.id, rdv=rdv, usager_id=usager.id, channel=CHANNEL_SMS,
+                       kind="reply", recipient=to_number, send_at=now, now=now, rendered=rendered)
