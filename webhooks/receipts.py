@@ -49,8 +49,8 @@ JOB = "webhooks.receipts.apply_receipt_job"
 EVENT_KEY = "delivery_event_id"
 
 
-def record_receipt(receipt: Receipt) -> DeliveryEvent:
-    """Store a receipt raw (not yet matched nor applied) and commit."""
+def _new_event(receipt: Receipt) -> DeliveryEvent:
+    """A raw, not yet matched nor applied, delivery event for ``receipt`` (added, not committed)."""
     event = DeliveryEvent(
         provider=receipt.provider,
         provider_message_id=receipt.provider_message_id,
@@ -61,6 +61,12 @@ def record_receipt(receipt: Receipt) -> DeliveryEvent:
         raw=dict(receipt.raw),
     )
     db.session.add(event)
+    return event
+
+
+def record_receipt(receipt: Receipt) -> DeliveryEvent:
+    """Store a receipt raw (not yet matched nor applied) and commit."""
+    event = _new_event(receipt)
     db.session.commit()
     return event
 
@@ -115,16 +121,7 @@ def apply_receipt(data: dict[str, Any], now: datetime | None = None) -> bool:
     receipt = _receipt_from(data)
     event = db.session.get(DeliveryEvent, data[EVENT_KEY]) if data.get(EVENT_KEY) else None
     if event is None:
-        event = DeliveryEvent(
-            provider=receipt.provider,
-            provider_message_id=receipt.provider_message_id,
-            raw_status=(receipt.raw_status or "")[:50] or None,
-            mapped_status=receipt.status,
-            error_code=receipt.error_code,
-            applied=False,
-            raw=dict(receipt.raw),
-        )
-        db.session.add(event)
+        event = _new_event(receipt)
     message = find_message(receipt)
     if message is None:
         log.info("receipt from %s for unknown message %s (ref %s): recorded",
