@@ -81,7 +81,8 @@ def worker_pool(app, extra_env: dict, size: int, log_dir) -> WorkerPool:
 
 def insert_due_sms(world, count: int, send_at: datetime) -> list[int]:
     """``count`` reminder SMS rows ``scheduled`` at ``send_at`` (one recipient each) for one
-    upcoming rdv of ``world``; returns their ids.
+    upcoming rdv of ``world``; returns their ids. Numbers end in 5: none is one the
+    simulator refuses (``...0000``) or reports undelivered (``...0001``).
 
     The organisation has no quiet hours, so that the run does not depend on the
     hour CI runs at; every check made at send time still applies (the rdv is
@@ -103,7 +104,7 @@ def insert_due_sms(world, count: int, send_at: datetime) -> list[int]:
         insert(table).returning(table.c.id),
         [{"organisation_id": world.org.id, "rdv_id": rdv.id, "usager_id": world.usager.id,
           "channel": "sms", "kind": "reminder", "status": "scheduled", "send_at": send_at,
-          "recipient": f"+3361{start + i:07d}", "body": f"RDV PMI le 24/11 à 14h30 ({start + i})",
+          "recipient": f"+3361{start + i:06d}5", "body": f"RDV PMI le 24/11 à 14h30 ({start + i})",
           "attempts": 0, "created_at": now, "status_changed_at": now}
          for i in range(count)],
     ).all()
