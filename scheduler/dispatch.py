@@ -138,9 +138,11 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
       so it is retried (and fails over when its attempts say so). Duplicate
       risk, by design bounded: if the provider had accepted the SMS but the
       worker died before recording it *and* no receipt came within the
-      timeout, the usager gets it twice. That can only concern the messages
-      in flight at the instant a worker is killed (at most ``SMS_CONCURRENCY``
-      per worker); a warm shutdown (SIGTERM) finishes the batch first, and a
+      timeout, the usager gets it twice. That can only concern the batch the
+      killed worker held: its results are written back once per batch, so
+      every message of it already accepted is unrecorded (at most
+      ``SEND_BATCH_SIZE`` per killed worker; the SIGKILL fault test sees whole
+      batches go twice); a warm shutdown (SIGTERM) finishes the batch first, and a
       worker restarted between batches leaves no ``sending`` row behind.
       ``SEND_JOB_TIMEOUT`` must stay well below ``SENDING_TIMEOUT``: a job
       still legitimately running is never taken for a dead one.

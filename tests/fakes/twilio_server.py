@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 MODES = ("ok", "500", "429", "invalid", "timeout", "slow")
 _PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
@@ -95,7 +95,7 @@ class FakeTwilio:
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -122,6 +122,23 @@ class FakeTwilio:
     def release(self) -> None:
         """Let every request held by ``timeout`` mode finish (with a 500)."""
         self._release.set()
+
+    def posts_by_ref(self, modes: tuple[str, ...] | None = None) -> Counter[str]:
+        """How many POSTs the fake received per gateway message id (the ``ref`` of
+        ``StatusCallback``), whatever the answer; only those answered with ``modes`` if given."""
+        with self._lock:
+            requests = list(self.requests)
+        return Counter(ref_of(r.form.get("StatusCallback")) for r in requests
+                       if modes is None or r.mode in modes)
+
+    def sids_by_ref(self) -> dict[str, set[str]]:
+        """The sids the fake issued (201 answers) per gateway message id."""
+        with self._lock:
+            accepted = list(self.accepted)
+        sids: dict[str, set[str]] = {}
+        for message in accepted:
+            sids.setdefault(ref_of(message.status_callback), set()).add(message.sid)
+        return sids
 
     def reset(self) -> None:
         with self._lock:
@@ -174,7 +191,12 @@ class FakeTwilio:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode("utf-8", "replace")
+                data = self.rfile.read(length)
+                if len(data) < length:
+                    # The client died mid-request (a killed worker): no request to answer.
+                    self.close_connection = True
+                    return None
+                raw = data.decode("utf-8", "replace")
                 match = _PATH.match(self.path.split("?")[0])
                 if not match:
                     return self._json(404, {"code": 20404, "message": "Not found", "status": 404})
@@ -225,6 +247,18 @@ class FakeTwilio:
             "error_message": None, "date_created": now, "date_updated": now, "date_sent": None,
             "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json", "subresource_uris": {},
         }
+
+
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when a few workers open
+    # dozens at once (workers x SMS_CONCURRENCY); a real API does not.
+    request_queue_size = 256
+
+
+def ref_of(status_callback: str | None) -> str:
+    """The gateway's message id carried in a status callback URL (``...?ref=<id>``); "" if none."""
+    query = parse_qs(urlsplit(status_callback or "").query)
+    return query.get("ref", [""])[-1]
 
 
 def _check_mode(mode: str) -> None:
