@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from gateway.extensions import db
 from gateway.models import CHANNEL_EMAIL, CHANNEL_SMS, InboundSms, Message
+from gateway.phones import display_phone
 from providers import base
 from providers.simulator import NAME
 
@@ -124,7 +125,7 @@ def reply(message_id: int):
         body=text,
         raw={"in_reply_to": message.id, "text": text},
     ))
-    flash(f"Réponse « {text} » envoyée depuis {message.recipient}.", "success")
+    flash(f"Réponse « {text} » envoyée depuis le {display_phone(message.recipient)}.", "success")
     return redirect(url_for("simulator.outbox", _anchor=thread_anchor(message.recipient)))
 
 

@@ -93,7 +93,7 @@ def test_a_reply_annuler_typed_in_the_outbox_cancels_the_rdv(page: Page, world, 
     expect(thread.locator(".bubble.in")).to_contain_text("répondez ANNULER")
     thread.get_by_label("Répondre depuis le 06 12 34 56 78").fill("annuler")
     thread.get_by_role("button", name="Envoyer").click()
-    expect(page.get_by_role("status")).to_contain_text("Réponse « annuler » envoyée")
+    expect(page.get_by_role("status")).to_contain_text("Réponse « annuler » envoyée depuis le 06 12 34 56 78")
 
     run_pipeline(live_app)
     page.reload()
