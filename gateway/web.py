@@ -103,6 +103,11 @@ def init_app(app: Flask) -> None:
         LOCATION_TYPES=LOCATION_TYPES,
     )
 
+    @app.context_processor
+    def _simulator_nav() -> dict:
+        # The outbox exists only when the simulator is a configured provider (webhooks decides).
+        return {"simulator_outbox": "simulator.outbox" in app.view_functions}
+
     @app.before_request
     def _refuse_unstorable_text():
         # PostgreSQL cannot store NUL in text: refuse it at the door (webhooks decide for themselves).

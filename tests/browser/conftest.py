@@ -47,9 +47,19 @@ def browser():
 
 
 @pytest.fixture
-def live_server(app_config, world):
-    """The app (test config, CSRF on) served by werkzeug in a thread on 127.0.0.1."""
-    live_app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
+def live_app(app_config, world):
+    """The app the live server serves (test config, CSRF on).
+
+    No quiet hours, so that an SMS goes whatever the wall clock says. Its
+    embedded queue is not worked by a thread (``EMBEDDED_WORKER`` off): a test
+    runs the pipeline when it chooses, with ``run_pipeline``.
+    """
+    return create_app({**app_config, "WTF_CSRF_ENABLED": True, "QUIET_HOURS": "none"})
+
+
+@pytest.fixture
+def live_server(live_app):
+    """``live_app`` served by werkzeug in a thread on 127.0.0.1; its base URL."""
     server = make_server("127.0.0.1", 0, live_app, threaded=True)
     base_url = f"http://127.0.0.1:{server.server_port}"
     live_app.config["PUBLIC_BASE_URL"] = base_url
@@ -63,10 +73,9 @@ def live_server(app_config, world):
         server.server_close()
 
 
-@pytest.fixture
-def page(browser, live_server, request):
-    """A fresh browser page on the live server; console errors (CSP included) fail the test."""
-    context = browser.new_context(base_url=live_server, locale="fr-FR", timezone_id="Europe/Paris")
+def _open_page(browser, live_server, request, **options):
+    """A fresh context and page; console errors (CSP included) fail the test; screenshot on failure."""
+    context = browser.new_context(base_url=live_server, locale="fr-FR", timezone_id="Europe/Paris", **options)
     context.set_default_timeout(10_000)
     page = context.new_page()
     errors: list[str] = []
@@ -78,6 +87,20 @@ def page(browser, live_server, request):
     if report is not None and report.failed:
         ARTIFACTS.mkdir(exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        suffix = "-phone" if options.get("is_mobile") else ""
+        page.screenshot(path=str(ARTIFACTS / f"{name}{suffix}.png"), full_page=True)
     context.close()
     assert errors == [], f"errors in the browser console: {errors}"
+
+
+@pytest.fixture
+def page(browser, live_server, request):
+    """A fresh desktop browser page on the live server (the agent's)."""
+    yield from _open_page(browser, live_server, request)
+
+
+@pytest.fixture
+def phone(browser, live_server, request):
+    """A fresh page in a phone-sized, touch browser (the usager's), with no agent session."""
+    yield from _open_page(browser, live_server, request, viewport={"width": 360, "height": 740},
+                          device_scale_factor=2, is_mobile=True, has_touch=True)
