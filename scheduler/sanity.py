@@ -153,7 +153,7 @@ def _profile(args, pid: int, name: str) -> subprocess.Popen | None:
     Path(args.py_spy).mkdir(parents=True, exist_ok=True)
     out = Path(args.py_spy) / f"{name}.txt"
     # --nonblocking: never pause the worker (it runs dozens of threads).
-    return subprocess.Popen(["py-spy", "record", "--nonblocking", "--format", "raw", "--rate", "100",
+    return subprocess.Popen(["py-spy", "record", "--nonblocking", "--gil", "--format", "raw", "--rate", "100",
                              "--pid", str(pid), "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
