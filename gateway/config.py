@@ -103,12 +103,12 @@ def _pipeline_settings(env: Mapping[str, str]) -> dict:
             raise RuntimeError(f"{key} must be a number, got {value!r}") from None
 
     settings = {
-        "SEND_BATCH_SIZE": number("SEND_BATCH_SIZE", 100),
+        "SEND_BATCH_SIZE": number("SEND_BATCH_SIZE", 1000),
         "DISPATCH_LIMIT": number("DISPATCH_LIMIT", 5000),
         "DISPATCH_INTERVAL": number("DISPATCH_INTERVAL", 2.0, float),
         "RECONCILE_INTERVAL": number("RECONCILE_INTERVAL", 60.0, float),
         "DISPATCH_MAX_PENDING_JOBS": number("DISPATCH_MAX_PENDING_JOBS", 500),
-        "SMS_CONCURRENCY": number("SMS_CONCURRENCY", 32),
+        "SMS_CONCURRENCY": number("SMS_CONCURRENCY", 128),
         "EMAIL_CONCURRENCY": number("EMAIL_CONCURRENCY", 8),
         "MAX_ATTEMPTS_PER_PROVIDER": number("MAX_ATTEMPTS_PER_PROVIDER", 3),
         "RETRY_BASE_SECONDS": number("RETRY_BASE_SECONDS", 30.0, float),

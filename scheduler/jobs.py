@@ -288,20 +288,34 @@ def _ics(message: Message) -> str | None:
     )
 
 
+# Sending threads live as long as the worker process: a batch no longer pays
+# for starting (and joining) dozens of threads. One pool per concurrency
+# setting, shared by every app object of the process (tests build many).
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(size)
+        if pool is None:
+            pool = _pools[size] = ThreadPoolExecutor(max_workers=size,
+                                                     thread_name_prefix=f"lapin-send-{size}")
+        return pool
+
+
 def _send_all(app: Flask, tasks: list[_Task], deadline: float) -> list[_Outcome]:
     config = app.config
     sms = any(t.channel == CHANNEL_SMS for t in tasks)
     concurrency = int(config["SMS_CONCURRENCY"] if sms else config["EMAIL_CONCURRENCY"])
-    workers = max(1, min(concurrency, len(tasks)))
     per_provider = max(1, int(config["MAX_ATTEMPTS_PER_PROVIDER"]))
 
     def run(task: _Task) -> _Outcome:
         return _deliver(app, task, per_provider, deadline)
 
-    if workers == 1:
+    if concurrency <= 1 or len(tasks) == 1:
         return [run(t) for t in tasks]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lapin-send") as pool:
-        return list(pool.map(run, tasks))
+    return list(_pool(concurrency).map(run, tasks))
 
 
 def _deliver(app: Flask, task: _Task, per_provider: int, deadline: float) -> _Outcome:

@@ -169,8 +169,22 @@ def test_connection_refused_on_a_real_closed_port_is_transient(unused_tcp_port):
 
 def test_pool_is_sized_for_many_threads():
     session = _provider()._client.http_client.session
-    assert session.get_adapter("https://api.twilio.com")._pool_maxsize == 64
-    assert session.get_adapter(BASE)._pool_maxsize == 64
+    assert session.get_adapter("https://api.twilio.com")._pool_maxsize == 256
+    assert session.get_adapter(BASE)._pool_maxsize == 256
+
+
+def test_environment_is_read_once_when_the_adapter_is_built(monkeypatch, tmp_path):
+    # Proxy and CA settings still come from the environment, read at construction
+    # rather than on every message.
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    http_client = _provider()._client.http_client
+    assert http_client._settings["verify"] == str(bundle)
+    assert http_client._settings["proxies"]["https"] == "http://proxy.example:3128"
+    assert http_client.session.trust_env is False
 
 
 @pytest.mark.parametrize(
