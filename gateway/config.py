@@ -109,6 +109,8 @@ def _pipeline_settings(env: Mapping[str, str]) -> dict:
         "RECONCILE_INTERVAL": number("RECONCILE_INTERVAL", 60.0, float),
         "DISPATCH_MAX_PENDING_JOBS": number("DISPATCH_MAX_PENDING_JOBS", 500),
         "SMS_CONCURRENCY": number("SMS_CONCURRENCY", 128),
+        # Outcomes are written back every this many sends (0: SMS_CONCURRENCY); see jobs._send_all.
+        "WRITE_BACK_EVERY": number("WRITE_BACK_EVERY", 0),
         "EMAIL_CONCURRENCY": number("EMAIL_CONCURRENCY", 8),
         "MAX_ATTEMPTS_PER_PROVIDER": number("MAX_ATTEMPTS_PER_PROVIDER", 3),
         "RETRY_BASE_SECONDS": number("RETRY_BASE_SECONDS", 30.0, float),

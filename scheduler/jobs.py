@@ -41,7 +41,8 @@ import dataclasses
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -179,9 +180,10 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     tasks = _check_at_send_time(app, messages, now, counts)
     db.session.commit()
     if tasks:
-        outcomes = _send_all(app, tasks, deadline=started + 0.8 * app.config["SEND_JOB_TIMEOUT"])
-        _write_back(outcomes, counts)
-        db.session.commit()
+        deadline = started + 0.8 * app.config["SEND_JOB_TIMEOUT"]
+        for outcomes in _send_all(app, tasks, deadline):
+            _write_back(outcomes, counts)
+            db.session.commit()
     log.info("send job: %d claimed of %d, %s", len(claimed), len(message_ids), counts)
     return counts
 
@@ -304,18 +306,50 @@ def _pool(size: int) -> ThreadPoolExecutor:
         return pool
 
 
-def _send_all(app: Flask, tasks: list[_Task], deadline: float) -> list[_Outcome]:
+def _send_all(app: Flask, tasks: list[_Task], deadline: float) -> Iterator[list[_Outcome]]:
+    """Send the tasks concurrently; yield their outcomes in chunks, as they complete.
+
+    The caller writes each chunk back and commits before asking for the next,
+    and at most ``concurrency + chunk`` tasks are ever submitted but not yet
+    written back. That window bounds what a worker killed mid-batch can leave
+    sent-but-unrecorded (then sent again after ``SENDING_TIMEOUT``), whatever
+    the batch size: large batches stay cheap to claim without widening it.
+    """
     config = app.config
     sms = any(t.channel == CHANNEL_SMS for t in tasks)
     concurrency = int(config["SMS_CONCURRENCY"] if sms else config["EMAIL_CONCURRENCY"])
     per_provider = max(1, int(config["MAX_ATTEMPTS_PER_PROVIDER"]))
+    chunk = max(1, int(config.get("WRITE_BACK_EVERY") or concurrency))
 
     def run(task: _Task) -> _Outcome:
         return _deliver(app, task, per_provider, deadline)
 
     if concurrency <= 1 or len(tasks) == 1:
-        return [run(t) for t in tasks]
-    return list(_pool(concurrency).map(run, tasks))
+        for start in range(0, len(tasks), chunk):
+            yield [run(t) for t in tasks[start:start + chunk]]
+        return
+    pool = _pool(concurrency)
+    window = concurrency + chunk
+    todo = iter(tasks)
+    running: set = set()
+    done: list[_Outcome] = []
+    exhausted = False
+    while True:
+        while not exhausted and len(running) + len(done) < window:
+            task = next(todo, None)
+            if task is None:
+                exhausted = True
+            else:
+                running.add(pool.submit(run, task))
+        if not running:
+            break
+        finished, running = wait(running, return_when=FIRST_COMPLETED)
+        done.extend(f.result() for f in finished)
+        if len(done) >= chunk:
+            yield done
+            done = []
+    if done:
+        yield done
 
 
 def _deliver(app: Flask, task: _Task, per_provider: int, deadline: float) -> _Outcome:
@@ -359,7 +393,7 @@ def backoff(step: int, base: float, cap: float) -> timedelta:
 
 
 def _write_back(outcomes: list[_Outcome], counts: dict[str, int]) -> None:
-    """Record every outcome of the batch in a few statements (one transaction)."""
+    """Record a chunk of outcomes in a few statements (one transaction)."""
     config = current_app.config
     now = utcnow()
     table = Message.__table__
