@@ -36,6 +36,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from .extensions import csrf, db, limiter, login_manager
 
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", config.engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_CONNECT_TIMEOUT"]))
     db.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

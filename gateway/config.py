@@ -65,6 +65,9 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
     config = {
         "SECRET_KEY": secret,
         "SQLALCHEMY_DATABASE_URI": database_url,
+        # Seconds a request waits for an unreachable database before answering 503.
+        "DATABASE_CONNECT_TIMEOUT": _positive_int(env.get("DATABASE_CONNECT_TIMEOUT"), 10,
+                                                  "DATABASE_CONNECT_TIMEOUT"),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL).rstrip("/"),
         "SMS_PROVIDERS": _list(env.get("SMS_PROVIDERS") or "simulator"),
@@ -88,6 +91,22 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
     }
     config.update(_pipeline_settings(env))
     return config
+
+
+def engine_options(database_url: str, connect_timeout: int) -> dict:
+    """SQLAlchemy engine options: survive a database restart or a network cut.
+
+    ``pool_pre_ping`` tests each pooled connection before use, so connections the
+    server or the network dropped are replaced instead of failing a request once
+    the database is back; ``connect_timeout`` (PostgreSQL) bounds how long a
+    request waits for an unreachable server before it answers 503.
+    """
+    if database_url.startswith("sqlite"):
+        return {}
+    options: dict = {"pool_pre_ping": True}
+    if database_url.startswith("postgresql"):
+        options["connect_args"] = {"connect_timeout": connect_timeout}
+    return options
 
 
 def _pipeline_settings(env: Mapping[str, str]) -> dict:

@@ -7,6 +7,8 @@ from datetime import datetime
 from babel.dates import format_date
 from flask import Flask, abort, jsonify, render_template, request
 from flask_login import current_user
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -55,6 +57,7 @@ INBOUND_ACTION_LABELS = {
     "forwarded": "transmis à l'agent",
     "unknown_number": "numéro inconnu",
 }
+RETRY_AFTER_SECONDS = 60  # told to clients when the database is unreachable (503)
 VIA_LABELS = {"agent": "un agent", "link": "le lien d'annulation", "sms": "une réponse SMS", "api": "l'API"}
 
 
@@ -139,6 +142,25 @@ def init_app(app: Flask) -> None:
             code = (exc.name or "error").lower().replace(" ", "_")
             return jsonify(error={"code": code, "message": exc.description, "fields": {}}), exc.code
         return render_template("pages/error.html", error=exc), exc.code
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def _database_unavailable(exc: Exception):
+        # The database restarting or unreachable: 503, so that providers and clients retry;
+        # a 500 would look like a bug. Nothing was committed by the failed request.
+        try:
+            db.session.rollback()
+        except Exception:
+            app.logger.debug("rollback after a database error failed", exc_info=True)
+        app.logger.error("database unavailable on %s %s (%s)", request.method, request.path,
+                         exc.__class__.__name__)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if _wants_json():
+            body = jsonify(error={"code": "unavailable", "fields": {},
+                                  "message": "Base de données indisponible : réessayez dans un instant."})
+            return body, 503, headers
+        return render_template("pages/unavailable.html"), 503, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

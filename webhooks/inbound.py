@@ -118,6 +118,11 @@ def receive(sms: base.InboundSms) -> tuple[InboundSms, bool]:
         raise InvalidInbound("inbound SMS without message id or sender")
     existing = _stored(sms.provider, sms.provider_message_id)
     if existing is not None:
+        if existing.action is None:
+            # Stored but never acted on (the database or the worker went away in
+            # between): the provider's retry is the occasion. Acting is claimed, so
+            # a job still queued for it does nothing twice.
+            _queue(existing)
         return existing, False
     row = InboundSms(
         provider=sms.provider,
@@ -137,12 +142,16 @@ def receive(sms: base.InboundSms) -> tuple[InboundSms, bool]:
         # The same SMS delivered twice at once: the other request stored it.
         db.session.rollback()
         return _stored(sms.provider, sms.provider_message_id), False
+    _queue(row)
+    return row, True
+
+
+def _queue(row: InboundSms) -> None:
     try:
         queue.enqueue(JOB, row.id)
     except Exception:  # Redis unreachable: the SMS is stored, act on it now
         log.exception("could not queue inbound SMS %s: handling it inline", row.id)
         process_inbound(row.id)
-    return row, True
 
 
 def _stored(provider: str, provider_message_id: str) -> InboundSms | None:

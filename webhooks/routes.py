@@ -3,7 +3,8 @@
 Each route checks the provider's signature (403 and nothing stored when it
 is missing or wrong), parses with the provider's own parser, records the
 receipt or the SMS, queues the work and answers at once. A database that
-cannot be reached answers 503, so that the provider retries later.
+cannot be reached answers 503 with ``Retry-After`` (the app-wide handler in
+:mod:`gateway.web`), so that the provider retries later.
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from flask import Blueprint, Response, abort, request
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway.extensions import db
 from providers import twilio, vonage
 
 from . import inbound, receipts, signatures
@@ -25,20 +23,6 @@ from . import inbound, receipts, signatures
 log = logging.getLogger(__name__)
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
-
-
-@bp.errorhandler(OperationalError)
-@bp.errorhandler(InterfaceError)
-@bp.errorhandler(PoolTimeout)
-def _database_unavailable(exc: Exception):
-    # Providers retry on 5xx: a 503 loses nothing, a 500 would look like a bug.
-    db.session.rollback()
-    log.error("webhook %s: database unavailable (%s)", request.path, exc.__class__.__name__)
-    response = jsonify(error={"code": "unavailable", "message": "Base de données indisponible.",
-                              "fields": {}})
-    response.status_code = 503
-    response.headers["Retry-After"] = "60"
-    return response
 
 
 def _twiml() -> Response:

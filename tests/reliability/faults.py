@@ -32,6 +32,11 @@ from scheduler.queue import pending_jobs
 from ..fakes.twilio_server import FakeTwilio
 from .processes import WorkerPool, worker_env
 
+needs_postgresql = pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"),
+    reason="the database fault tests put a TCP proxy between the app and a PostgreSQL server: "
+           "set TEST_DATABASE_URL (PostgreSQL)",
+)
 needs_postgresql_and_redis = pytest.mark.skipif(
     not (os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql") and os.environ.get("TEST_REDIS_URL")),
     reason="fault tests run real `gateway worker` processes that share the test's database and Redis: "

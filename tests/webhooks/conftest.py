@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -9,6 +10,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
+from vonage_http_client import Auth
 
 from gateway.booking import book
 from gateway.extensions import db
@@ -93,3 +95,11 @@ def twilio_post(client, path, form, token=TWILIO_TOKEN, signature=None, query=""
     if signature:
         headers["X-Twilio-Signature"] = signature
     return client.post(path + (f"?{query}" if query else ""), data=form, headers=headers)
+
+
+def vonage_signed(params, method="sha256", secret=VONAGE_SECRET, nonce="ec11dd3e-1e7f-4db5-9467-82b02cd223b9"):
+    """``params`` with ``timestamp``, ``nonce`` and ``sig`` as Vonage signs them (the SDK's own code)."""
+    params = dict(params, timestamp=str(int(time.time())), nonce=nonce)
+    params["sig"] = Auth(api_key="abcd1234", signature_secret=secret, signature_method=method).sign_params(
+        dict(params))
+    return params

@@ -181,6 +181,24 @@ def test_a_usager_without_rdv_is_told_so(signed_config, app, client, world, froz
     assert db.session.scalar(select(InboundSms)).action == "no_rdv"
 
 
+def test_a_stored_sms_never_acted_on_is_acted_on_when_redelivered(sent_rdv, app, client, monkeypatch):
+    """The job was lost (worker or database gone after the SMS was stored): the provider's
+    retry must not be taken for a duplicate of an SMS already handled."""
+    from scheduler import queue
+
+    real_enqueue = queue.enqueue
+    monkeypatch.setattr(queue, "enqueue", lambda *args, **kwargs: None)  # the job is lost
+    assert twilio_post(client, INBOUND, _form("ANNULER")).status_code == 200
+    assert db.session.scalar(select(InboundSms)).action is None
+    monkeypatch.setattr(queue, "enqueue", real_enqueue)
+    for _ in range(2):  # the retry, then a late duplicate
+        assert twilio_post(client, INBOUND, _form("ANNULER")).status_code == 200
+        run_jobs(app)
+    assert db.session.get(Rdv, sent_rdv.id).status == "excused"
+    assert db.session.scalar(select(InboundSms)).action == "cancelled"
+    assert _count(InboundSms) == 1 and len(_reply_to(PHONE)) == 1
+
+
 def test_forged_twilio_inbound_is_refused_and_stores_nothing(sent_rdv, app, client):
     assert twilio_post(client, INBOUND, _form("ANNULER"), signature="Zm9yZ2Vk").status_code == 403
     assert twilio_post(client, INBOUND, _form("ANNULER"), signature="").status_code == 403

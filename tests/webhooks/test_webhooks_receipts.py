@@ -30,6 +30,7 @@ from .conftest import (
     run_jobs,
     sms_of,
     twilio_post,
+    vonage_signed,
 )
 
 STATUS = "/webhooks/twilio/status"
@@ -168,14 +169,6 @@ def _vonage_receipt(message, status="delivered", **extra):
     return params
 
 
-def _sdk_signed(params, method="sha256", secret=VONAGE_SECRET):
-    """Sign as Vonage does, with the SDK's own code (HMAC methods)."""
-    params = dict(params, timestamp=str(int(time.time())), nonce="ec11dd3e-1e7f-4db5-9467-82b02cd223b9")
-    params["sig"] = Auth(api_key="abcd1234", signature_secret=secret, signature_method=method).sign_params(
-        {k: v for k, v in params.items()})
-    return params
-
-
 @pytest.fixture
 def vonage_sms(signed_config, app, world, frozen):
     rdv = book_at(world, NOW.replace(day=5))
@@ -184,7 +177,7 @@ def vonage_sms(signed_config, app, world, frozen):
 
 @pytest.mark.parametrize("how", ["get", "form", "json"])
 def test_vonage_receipt_by_query_form_or_json(vonage_sms, app, client, how):
-    params = _sdk_signed(_vonage_receipt(vonage_sms))
+    params = vonage_signed(_vonage_receipt(vonage_sms))
     if how == "get":
         response = client.get(VONAGE_STATUS + "?" + urlencode(params))
     elif how == "form":
@@ -213,7 +206,7 @@ def test_every_vonage_signature_method(vonage_sms, app, client, method):
 
 
 def test_vonage_forged_absent_and_stale_signatures_are_refused(vonage_sms, app, client):
-    good = _sdk_signed(_vonage_receipt(vonage_sms))
+    good = vonage_signed(_vonage_receipt(vonage_sms))
     forged = dict(good, status="failed")  # changed after signing
     absent = {k: v for k, v in good.items() if k != "sig"}
     stale = dict(_vonage_receipt(vonage_sms), timestamp=str(int(time.time()) - 3600), nonce="x")
@@ -262,11 +255,11 @@ def test_long_vonage_sms_is_delivered_when_every_part_is(vonage_sms, app, client
     part1 = _vonage_receipt(vonage_sms, messageId="0A00000000000001")
     part2 = _vonage_receipt(vonage_sms, messageId="0A00000000000002")
     for params in (part1, part1):  # the first part, twice
-        assert client.post(VONAGE_STATUS, data=_sdk_signed(params)).status_code == 204
+        assert client.post(VONAGE_STATUS, data=vonage_signed(params)).status_code == 204
         run_jobs(app)
     db.session.refresh(vonage_sms)
     assert vonage_sms.status == S.SENT
-    assert client.post(VONAGE_STATUS, data=_sdk_signed(part2)).status_code == 204
+    assert client.post(VONAGE_STATUS, data=vonage_signed(part2)).status_code == 204
     run_jobs(app)
     db.session.refresh(vonage_sms)
     assert vonage_sms.status == S.DELIVERED
@@ -276,8 +269,8 @@ def test_long_vonage_sms_is_delivered_when_every_part_is(vonage_sms, app, client
 def test_a_failed_part_ends_a_long_sms(vonage_sms, app, client):
     vonage_sms.segments = 2
     db.session.commit()
-    client.post(VONAGE_STATUS, data=_sdk_signed(_vonage_receipt(vonage_sms, messageId="P1")))
-    client.post(VONAGE_STATUS, data=_sdk_signed(_vonage_receipt(vonage_sms, messageId="P2", status="failed",
+    client.post(VONAGE_STATUS, data=vonage_signed(_vonage_receipt(vonage_sms, messageId="P1")))
+    client.post(VONAGE_STATUS, data=vonage_signed(_vonage_receipt(vonage_sms, messageId="P2", status="failed",
                                                                 **{"err-code": "3"})))
     run_jobs(app)
     db.session.refresh(vonage_sms)
@@ -303,8 +296,14 @@ def test_database_unreachable_answers_503(app_config, tmp_path, world):
     app_config["PROVIDER_SETTINGS"] = {"VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
                                        "VONAGE_SIGNATURE_METHOD": "sha256"}
     broken = create_app(app_config)
-    params = _sdk_signed({"messageId": "0A", "status": "delivered", "msisdn": "33612345678"})
+    params = vonage_signed({"messageId": "0A", "status": "delivered", "msisdn": "33612345678"})
     with broken.app_context():
-        response = broken.test_client().post(VONAGE_STATUS, data=params)
-    assert response.status_code == 503 and response.headers["Retry-After"]
-    assert response.json["error"]["code"] == "unavailable"
+        client = broken.test_client()
+        response = client.post(VONAGE_STATUS, data=params)
+        api = client.post("/api/v1/usagers", json={"first_name": "A"}, headers={"Authorization": "Bearer x"})
+        page = client.post("/c/Ab3dE9xQ2kLm")
+    for answer in (response, api):
+        assert answer.status_code == 503 and answer.headers["Retry-After"]
+        assert answer.json["error"] == {"code": "unavailable", "fields": {}, "message": answer.json["error"]["message"]}
+    assert page.status_code == 503 and page.headers["Retry-After"] and page.mimetype == "text/html"
+    assert "momentanément indisponible" in page.get_data(as_text=True)
