@@ -408,6 +408,7 @@ def _write_back(outcomes: list[_Outcome], counts: dict[str, int]) -> None:
             "b_segments": o.send_result.segments if o.send_result else None,
             "b_error": str(error)[:2000] if error else None,
             "b_code": ((error.code or "")[:32] or None) if error else None,
+            "b_sent_at": now if o.result == "sent" else None,
         })
     # Facts: true whatever the status became meanwhile (a receipt may be faster than us).
     db.session.execute(
@@ -420,6 +421,8 @@ def _write_back(outcomes: list[_Outcome], counts: dict[str, int]) -> None:
             segments=func.coalesce(bindparam("b_segments"), table.c.segments),
             last_error=func.coalesce(bindparam("b_error"), table.c.last_error),
             error_code=func.coalesce(bindparam("b_code"), table.c.error_code),
+            # A receipt may already have ended it (undelivered, failed): it was sent all the same.
+            sent_at=func.coalesce(table.c.sent_at, bindparam("b_sent_at", type_=table.c.sent_at.type)),
         )
         .execution_options(synchronize_session=False),
         facts,

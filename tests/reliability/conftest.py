@@ -26,3 +26,6 @@ settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=T
 settings.register_profile("dev", max_examples=30, **_SHARED)
 settings.register_profile("thorough", max_examples=2000, **_SHARED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# The webhook suite's fixtures, for the replay, fuzz and database fault tests of the webhooks.
+from ..webhooks.conftest import backend, frozen, signed_config  # noqa: F401

@@ -26,7 +26,6 @@ from datetime import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import time_machine
 from sqlalchemy import select
 
 from gateway.config import engine_options
@@ -80,12 +79,6 @@ def proxied_config(app_config, proxy):
     app_config["PROVIDER_SETTINGS"] = {"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
                                        "VONAGE_SIGNATURE_METHOD": "sha256"}
     return app_config
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield NOW
 
 
 def _scene() -> dict:

@@ -307,3 +307,26 @@ def test_database_unreachable_answers_503(app_config, tmp_path, world):
         assert answer.json["error"] == {"code": "unavailable", "fields": {}, "message": answer.json["error"]["message"]}
     assert page.status_code == 503 and page.headers["Retry-After"] and page.mimetype == "text/html"
     assert "momentanément indisponible" in page.get_data(as_text=True)
+
+
+def test_a_receipt_faster_than_the_send_write_back_keeps_the_sent_time(signed_config, app, client, world, frozen):
+    """Vonage's `failed` receipt lands while the worker still holds the SMS as `sending`; the
+    write-back ("Vonage accepted it") comes after: the SMS was sent all the same."""
+    from collections import Counter
+
+    from providers.base import SendResult
+    from scheduler.jobs import _Outcome, _write_back
+
+    sms = sms_of(book_at(world, NOW.replace(day=5)))
+    for status in (S.QUEUED, S.SENDING):
+        transition(sms, status, at=NOW)
+    db.session.commit()
+    params = {"messageId": "0A01", "status": "failed", "err-code": "2", "client-ref": str(sms.id)}
+    assert client.post(VONAGE_STATUS, data=vonage_signed(params)).status_code == 204
+    run_jobs(app)
+    _write_back([_Outcome(sms.id, "sent", 1, provider="vonage", send_result=SendResult("vonage", "0A01", 1))],
+                Counter())
+    db.session.commit()
+    db.session.refresh(sms)
+    assert sms.status == S.UNDELIVERED and sms.error_code == "2" and sms.provider_message_id == "0A01"
+    assert sms.sent_at == NOW
