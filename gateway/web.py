@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime
 
 from babel.dates import format_date
@@ -188,6 +190,26 @@ def unstorable(value) -> bool:
     if isinstance(value, list):
         return any(unstorable(v) for v in value)
     return False
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value):
+    """``value`` (JSON: strings, numbers, lists, dicts) with what no column can store replaced:
+    NUL and lone surrogates by U+FFFD, infinite and NaN numbers by their text (JSON has none).
+
+    For data we must keep though it is odd (a provider's webhook): refusing it would lose it.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
 
 
 def _wants_json() -> bool:

@@ -204,12 +204,17 @@ def _get(params: Mapping[str, Any], key: str) -> str | None:
     return str(value)
 
 
-def _int(params: Mapping[str, Any], key: str) -> int | None:
-    value = _get(params, key)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
+# A long SMS has at most 255 parts (the concatenation header's part numbers are one byte).
+MAX_PARTS = 255
+
+
+def _part_number(params: Mapping[str, Any], key: str) -> int | None:
+    """A part number or count (``concat-part``, ``concat-total``): 1..255 in ASCII digits, else None."""
+    value = (_get(params, key) or "").strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 3):
         return None
+    number = int(value)
+    return number if 1 <= number <= MAX_PARTS else None
 
 
 def parse_receipt(params: Mapping[str, Any]) -> Receipt:
@@ -231,8 +236,8 @@ def parse_receipt(params: Mapping[str, Any]) -> Receipt:
         error_message=(
             RECEIPT_ERRORS.get(error_code, f"Vonage error {error_code}") if error_code else None
         ),
-        part=_int(params, "concat-part"),
-        parts=_int(params, "concat-total"),
+        part=_part_number(params, "concat-part"),
+        parts=_part_number(params, "concat-total"),
         raw=dict(params),
     )
 
@@ -248,8 +253,8 @@ def parse_inbound(params: Mapping[str, Any]) -> InboundSms:
         to_number=_get(params, "to") or "",
         body=str(params.get("text") or ""),
         concat_ref=_get(params, "concat-ref") if concat else None,
-        part=_int(params, "concat-part") if concat else None,
-        parts=_int(params, "concat-total") if concat else None,
+        part=_part_number(params, "concat-part") if concat else None,
+        parts=_part_number(params, "concat-total") if concat else None,
         raw=dict(params),
     )
 
@@ -268,11 +273,13 @@ def signed_string(params: Mapping[str, Any]) -> str:
 
 def compute_signature(params: Mapping[str, Any], secret: str, method: str) -> str:
     """Compute the hex signature of ``params`` with ``secret`` and ``method``."""
-    text = signed_string(params)
+    # surrogatepass: a JSON body may carry lone surrogates; they must fail the check, not crash it.
+    text = signed_string(params).encode("utf-8", "surrogatepass")
+    key = secret.encode("utf-8")
     if method == "md5hash":
-        return hashlib.md5((text + secret).encode("utf-8")).hexdigest()
+        return hashlib.md5(text + key).hexdigest()
     if method in ("md5", "sha1", "sha256", "sha512"):
-        return hmac.new(secret.encode("utf-8"), text.encode("utf-8"), method).hexdigest()
+        return hmac.new(key, text, method).hexdigest()
     raise ValueError(f"unknown Vonage signature method {method!r}; use one of {SIGNATURE_METHODS}")
 
 
@@ -299,9 +306,11 @@ def check_signature(
         timestamp = float(_get(params, "timestamp") or "")
     except ValueError:
         return False
+    if not math.isfinite(timestamp):  # NaN would pass any freshness comparison
+        return False
     current = time.time() if now is None else now
     if abs(current - timestamp) > max_age:
         return False
     return hmac.compare_digest(
-        signature.strip().lower().encode("utf-8"), expected.lower().encode("utf-8")
+        signature.strip().lower().encode("utf-8", "surrogatepass"), expected.lower().encode("utf-8")
     )

@@ -116,7 +116,8 @@ def receive(sms: base.InboundSms) -> tuple[InboundSms, bool]:
     """
     if not sms.provider_message_id or not sms.from_number:
         raise InvalidInbound("inbound SMS without message id or sender")
-    existing = _stored(sms.provider, sms.provider_message_id)
+    provider_message_id = sms.provider_message_id[:200]  # the column; a real id is far shorter
+    existing = _stored(sms.provider, provider_message_id)
     if existing is not None:
         if existing.action is None:
             # Stored but never acted on (the database or the worker went away in
@@ -126,7 +127,7 @@ def receive(sms: base.InboundSms) -> tuple[InboundSms, bool]:
         return existing, False
     row = InboundSms(
         provider=sms.provider,
-        provider_message_id=sms.provider_message_id[:200],
+        provider_message_id=provider_message_id,
         from_number=_e164(sms.from_number)[:32],
         to_number=(sms.to_number or "")[:32] or None,
         body=sms.body or "",
@@ -141,7 +142,7 @@ def receive(sms: base.InboundSms) -> tuple[InboundSms, bool]:
     except IntegrityError:
         # The same SMS delivered twice at once: the other request stored it.
         db.session.rollback()
-        return _stored(sms.provider, sms.provider_message_id), False
+        return _stored(sms.provider, provider_message_id), False
     _queue(row)
     return row, True
 

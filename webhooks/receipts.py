@@ -28,14 +28,14 @@ text. Both rules only ever move the status forward.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
 
 from gateway.extensions import db
-from gateway.models import DeliveryEvent, Message, Usager
+from gateway.models import DeliveryEvent, Message, Usager, is_db_id
 from gateway.planning import plan_email_fallback
 from gateway.timeutil import utcnow
 from providers import status as S
@@ -47,14 +47,27 @@ log = logging.getLogger(__name__)
 
 JOB = "webhooks.receipts.apply_receipt_job"
 EVENT_KEY = "delivery_event_id"
+# Column sizes: provider message ids, error codes, raw statuses.
+ID_LENGTH, CODE_LENGTH, STATUS_LENGTH = 200, 32, 50
+
+
+def _bounded(receipt: Receipt) -> Receipt:
+    """``receipt`` with its ids and codes cut to what the columns hold (a real one is far shorter)."""
+    return replace(
+        receipt,
+        provider_message_id=(receipt.provider_message_id or "")[:ID_LENGTH] or None,
+        error_code=(receipt.error_code or "")[:CODE_LENGTH] or None,
+        raw_status=(receipt.raw_status or "")[:STATUS_LENGTH],
+    )
 
 
 def _new_event(receipt: Receipt) -> DeliveryEvent:
     """A raw, not yet matched nor applied, delivery event for ``receipt`` (added, not committed)."""
+    receipt = _bounded(receipt)
     event = DeliveryEvent(
         provider=receipt.provider,
         provider_message_id=receipt.provider_message_id,
-        raw_status=(receipt.raw_status or "")[:50] or None,
+        raw_status=receipt.raw_status or None,
         mapped_status=receipt.status,
         error_code=receipt.error_code,
         applied=False,
@@ -93,14 +106,15 @@ def apply_receipt_job(receipt: dict) -> None:
 def _receipt_from(data: dict[str, Any]) -> Receipt:
     fields = {k: data.get(k) for k in Receipt.__dataclass_fields__ if k in data}
     fields.setdefault("raw", {})
-    return Receipt(**fields)
+    return _bounded(Receipt(**fields))
 
 
 def find_message(receipt: Receipt) -> Message | None:
     """The message a receipt is about: by our reference, else by provider id. Row-locked."""
     queries = []
     reference = (receipt.reference or "").strip()
-    if reference.isdigit():
+    # Our ids are ASCII digits within the primary key range ("²".isdigit() is true too).
+    if reference.isascii() and reference.isdigit() and len(reference) <= 10 and is_db_id(int(reference)):
         queries.append(select(Message).where(Message.id == int(reference)))
     if receipt.provider_message_id:
         queries.append(select(Message).where(

@@ -1,7 +1,8 @@
 """The provider webhooks of SPEC section 3: check, record, queue, answer.
 
 Each route checks the provider's signature (403 and nothing stored when it
-is missing or wrong), parses with the provider's own parser, records the
+is missing or wrong), makes the data storable (NUL, lone surrogates: see
+:func:`gateway.web.storable`), parses with the provider's own parser, records the
 receipt or the SMS, queues the work and answers at once. A database that
 cannot be reached answers 503 with ``Retry-After`` (the app-wide handler in
 :mod:`gateway.web`), so that the provider retries later.
@@ -16,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, request
 from twilio.twiml.messaging_response import MessagingResponse
 
+from gateway.web import storable
 from providers import twilio, vonage
 
 from . import inbound, receipts, signatures
@@ -52,9 +54,10 @@ def twilio_status():
     """Twilio status callback; our message id comes back as ``ref`` in the URL."""
     if not signatures.twilio_ok(request.form):
         abort(403)
-    receipt = twilio.parse_status_callback(request.form.to_dict(), request.args.get("ref"))
+    query, form = storable(request.args.to_dict()), storable(request.form.to_dict())
+    receipt = twilio.parse_status_callback(form, query.get("ref"))
     # Keep the query (``ref``) with the form in the stored raw receipt.
-    receipt = replace(receipt, raw=request.args.to_dict() | request.form.to_dict())
+    receipt = replace(receipt, raw=query | form)
     event = receipts.record_receipt(receipt)
     receipts.enqueue_receipt(receipt, event)
     return _ok()
@@ -67,7 +70,7 @@ def twilio_inbound():
     if not signatures.twilio_ok(request.form):
         abort(403)
     try:
-        inbound.receive(twilio.parse_inbound(request.form.to_dict()))
+        inbound.receive(twilio.parse_inbound(storable(request.form.to_dict())))
     except inbound.InvalidInbound:
         abort(400, "SMS entrant incomplet : MessageSid et From sont obligatoires.")
     return _twiml()
@@ -79,7 +82,7 @@ def vonage_status():
     params = _vonage_params()
     if not signatures.vonage_ok(params):
         abort(403)
-    receipt = vonage.parse_receipt(params)
+    receipt = vonage.parse_receipt(storable(params))
     event = receipts.record_receipt(receipt)
     receipts.enqueue_receipt(receipt, event)
     return _ok()
@@ -92,7 +95,7 @@ def vonage_inbound():
     if not signatures.vonage_ok(params):
         abort(403)
     try:
-        inbound.receive(vonage.parse_inbound(params))
+        inbound.receive(vonage.parse_inbound(storable(params)))
     except inbound.InvalidInbound:
         abort(400, "SMS entrant incomplet : messageId et msisdn sont obligatoires.")
     return _ok()

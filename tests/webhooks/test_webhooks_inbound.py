@@ -262,3 +262,13 @@ def test_simulator_outbox_lists_sent_sms_and_a_reply_cancels(app, world, frozen,
 def test_simulator_outbox_needs_an_agent(client, world):
     response = client.get("/simulator/outbox")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_nul_and_overlong_values_are_stored_cleaned_and_acted_on(sent_rdv, app, client):
+    form = _form("ANNU\x00LER", sid="SM" + "9" * 5000)
+    for _ in range(2):  # a redelivery finds the row stored under the shortened id
+        assert twilio_post(client, INBOUND, form).status_code == 200
+        run_jobs(app)
+    row = db.session.scalar(select(InboundSms))
+    assert _count(InboundSms) == 1 and len(row.provider_message_id) == 200
+    assert row.body == "ANNU\ufffdLER" and row.action == "forwarded"  # not the keyword, but kept and forwarded

@@ -330,3 +330,30 @@ def test_a_receipt_faster_than_the_send_write_back_keeps_the_sent_time(signed_co
     db.session.refresh(sms)
     assert sms.status == S.UNDELIVERED and sms.error_code == "2" and sms.provider_message_id == "0A01"
     assert sms.sent_at == NOW
+
+
+@pytest.mark.parametrize("ref", ["²", "١٢", "1" * 5000, str(2**31), "-1", "0"])
+def test_a_reference_that_cannot_be_our_id_is_recorded_unmatched(signed_config, app, client, world, ref):
+    form = {"MessageSid": "SM" + "c" * 32, "MessageStatus": "delivered"}
+    assert twilio_post(client, STATUS, form, query=urlencode({"ref": ref})).status_code == 204
+    assert run_jobs(app) == 1
+    [event] = _events()
+    assert event.message_id is None and event.raw["ref"] == ref
+
+
+def test_odd_receipt_values_are_stored_bounded_and_cleaned(signed_config, app, client, world):
+    form = {"MessageSid": "SM" + "x" * 5000, "MessageStatus": "failed\x00", "ErrorCode": "9" * 100,
+            "To": "+336\x00"}
+    assert twilio_post(client, STATUS, form).status_code == 204
+    run_jobs(app)
+    [event] = _events()
+    assert event.provider_message_id == ("SM" + "x" * 5000)[:200] and event.error_code == "9" * 32
+    assert event.raw["To"] == "+336\ufffd" and event.raw_status == "failed\ufffd"
+    # Vonage by JSON, unsigned (no secret): a lone surrogate and NaN, which no column can store as they are.
+    app.config["PROVIDER_SETTINGS"] = {}
+    body = '{"messageId": "0C", "status": "delivered", "client-ref": "\\ud800", "price": NaN, "x": [1e999]}'
+    assert client.post(VONAGE_STATUS, data=body, content_type="application/json").status_code == 204
+    run_jobs(app)
+    event = _events()[-1]
+    assert event.raw == {"messageId": "0C", "status": "delivered", "client-ref": "\ufffd", "price": "nan",
+                         "x": ["inf"]}
