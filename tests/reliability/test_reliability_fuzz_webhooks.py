@@ -17,7 +17,6 @@ accents, spaces, punctuation around it) is recognised, and no text crashes it.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from urllib.parse import urlencode
@@ -39,6 +38,7 @@ from ..webhooks.conftest import (
     mark_sent,
     run_jobs,
     sms_of,
+    vonage_call,
 )
 from .helpers import WriteGuard, committed_counts
 from .strategies import any_text, form_text, huge_ints, json_values
@@ -171,15 +171,12 @@ def _vonage(hooks, data, path: str, known: dict, table: str, rows: range):
             variant = "forged"
     if variant == "forged":
         params["status" if "status" in known else "text"] = "tampered"
-    if how == "get":
-        response = client.get(path + "?" + urlencode(params))
-    elif how == "form":
-        response = client.post(path, data=params)
-    else:
+    body = params
+    if how == "json":
         body = data.draw(st.one_of(st.just(params), st.just(params), json_values))  # sometimes not an object
         if body is not params:
             variant = "not an object"
-        response = client.post(path, data=json.dumps(body), content_type="application/json")
+    response = vonage_call(client, path, body, how)
     what = f"{variant} {how} {path} {params!r}"
     if variant == "not an object":
         hooks[1].check(response, what)

@@ -22,7 +22,6 @@ sends one kind of keyword (STOP then START is not START then STOP).
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from datetime import timedelta
@@ -38,7 +37,7 @@ from scheduler.jobs import _Outcome, _write_back
 from tests.conftest import _empty_tables
 from tests.factories import make_world
 
-from ..webhooks.conftest import NOW, run_jobs, twilio_post, vonage_signed
+from ..webhooks.conftest import NOW, run_jobs, twilio_post, vonage_call, vonage_signed
 
 SMS_COUNT = 300
 INBOUND_USAGERS = 100  # the first 100 usagers answer by SMS
@@ -205,13 +204,7 @@ def _play(app, client, call, how_rng: random.Random) -> None:
     else:
         path = "/webhooks/vonage/status" if kind == "vonage_status" else "/webhooks/vonage/inbound"
         signed = vonage_signed(params, nonce=f"n-{how_rng.random()}")
-        how = how_rng.choice(["get", "form", "json"])
-        if how == "get":
-            response = client.get(path + "?" + urlencode(signed))
-        elif how == "form":
-            response = client.post(path, data=signed)
-        else:
-            response = client.post(path, data=json.dumps(signed), content_type="application/json")
+        response = vonage_call(client, path, signed, how_rng.choice(["get", "form", "json"]))
     db.session.rollback()
     assert response.status_code in (200, 204), (call, response.status_code, response.get_data(as_text=True))
 

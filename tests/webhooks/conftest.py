@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -103,3 +105,12 @@ def vonage_signed(params, method="sha256", secret=VONAGE_SECRET, nonce="ec11dd3e
     params["sig"] = Auth(api_key="abcd1234", signature_secret=secret, signature_method=method).sign_params(
         dict(params))
     return params
+
+
+def vonage_call(client, path, params, how):
+    """Call a Vonage webhook as Vonage can: ``get`` (query), ``form`` (POST form) or ``json`` (POST JSON)."""
+    if how == "get":
+        return client.get(path + "?" + urlencode(params))
+    if how == "form":
+        return client.post(path, data=params)
+    return client.post(path, data=json.dumps(params), content_type="application/json")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from urllib.parse import urlencode
@@ -30,6 +29,7 @@ from .conftest import (
     run_jobs,
     sms_of,
     twilio_post,
+    vonage_call,
     vonage_signed,
 )
 
@@ -177,13 +177,7 @@ def vonage_sms(signed_config, app, world, frozen):
 
 @pytest.mark.parametrize("how", ["get", "form", "json"])
 def test_vonage_receipt_by_query_form_or_json(vonage_sms, app, client, how):
-    params = vonage_signed(_vonage_receipt(vonage_sms))
-    if how == "get":
-        response = client.get(VONAGE_STATUS + "?" + urlencode(params))
-    elif how == "form":
-        response = client.post(VONAGE_STATUS, data=params)
-    else:
-        response = client.post(VONAGE_STATUS, data=json.dumps(params), content_type="application/json")
+    response = vonage_call(client, VONAGE_STATUS, vonage_signed(_vonage_receipt(vonage_sms)), how)
     assert response.status_code == 204
     run_jobs(app)
     db.session.refresh(vonage_sms)
