@@ -1,9 +1,10 @@
 """The provider webhooks of SPEC section 3: check, record, queue, answer.
 
 Each route checks the provider's signature (403 and nothing stored when it
-is missing or wrong), parses with the provider's own parser, records the
-receipt or the SMS, queues the work and answers at once. A database that
-cannot be reached answers 503, so that the provider retries later.
+is missing or wrong) and parses with the provider's own parser. A receipt is
+then stored and applied in one transaction; an inbound SMS is recorded and
+its work queued. A database that cannot be reached answers 503, so that the
+provider retries later.
 """
 
 from __future__ import annotations
@@ -71,8 +72,7 @@ def twilio_status():
     receipt = twilio.parse_status_callback(request.form.to_dict(), request.args.get("ref"))
     # Keep the query (``ref``) with the form in the stored raw receipt.
     receipt = replace(receipt, raw=request.args.to_dict() | request.form.to_dict())
-    event = receipts.record_receipt(receipt)
-    receipts.enqueue_receipt(receipt, event)
+    receipts.apply_receipt(receipt)
     return _ok()
 
 
@@ -95,9 +95,7 @@ def vonage_status():
     params = _vonage_params()
     if not signatures.vonage_ok(params):
         abort(403)
-    receipt = vonage.parse_receipt(params)
-    event = receipts.record_receipt(receipt)
-    receipts.enqueue_receipt(receipt, event)
+    receipts.apply_receipt(vonage.parse_receipt(params))
     return _ok()
 
 
