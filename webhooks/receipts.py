@@ -1,16 +1,19 @@
 """Delivery receipts: stored raw once, matched to their message, applied forward only.
 
-A receipt goes through two steps:
+The webhook applies a receipt before answering, in one transaction
+(:func:`apply_receipt`): the raw :class:`~gateway.models.DeliveryEvent` is
+stored, the message is found and row-locked, and its status moves forward
+only (:func:`providers.status.can_transition`), with its timeline entry.
+Duplicated and reordered receipts are harmless: a repeat or a backward move
+changes nothing, and each is still kept raw. Either everything of one
+receipt is committed or nothing is (the provider then retries: a 503 when
+the database is unreachable).
 
-1. :func:`record_receipt` stores it as a :class:`~gateway.models.DeliveryEvent`
-   (the webhook does this before answering, so nothing is lost);
-2. :func:`apply_receipt_job` (a queued job) finds the message and moves its
-   status with :func:`scheduler.transitions.transition`, which refuses
-   backward moves and repeats: duplicated and reordered receipts are harmless.
-
-The simulator's receipt sink enqueues the job directly with the receipt alone
-(``dataclasses.asdict(providers.base.Receipt)``); the job then records the
-event itself. Either way each receipt is stored exactly once.
+Applying in the request, rather than in a queued job, is deliberate: the
+common receipt is three statements (lock, event, status), cheaper than
+queueing it, and the provider's retry covers a failure. The rare follow-ups
+(SMS-to-email fallback, an opt-out) run in the same transaction.
+The simulator's receipts come through :func:`apply_receipt_job`, the same code.
 
 Matching: by our reference first (the message id, carried in Twilio's status
 callback URL as ``ref`` and in Vonage's ``client-ref``), so that a receipt
@@ -28,27 +31,51 @@ text. Both rules only ever move the status forward.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import JSON, bindparam, func, insert, literal, or_, select, text, update
 
 from gateway.extensions import db
-from gateway.models import DeliveryEvent, Message, Usager, is_db_id
+from gateway.models import (
+    DeliveryEvent,
+    Message,
+    MessageStatusChange,
+    Usager,
+    UTCDateTime,
+    is_db_id,
+)
 from gateway.planning import plan_email_fallback
 from gateway.timeutil import utcnow
 from providers import status as S
 from providers.base import Receipt
-from scheduler import queue
-from scheduler.transitions import transition
+from scheduler.transitions import allowed_sources
 
 log = logging.getLogger(__name__)
 
 JOB = "webhooks.receipts.apply_receipt_job"
-EVENT_KEY = "delivery_event_id"
 # Column sizes: provider message ids, error codes, raw statuses.
 ID_LENGTH, CODE_LENGTH, STATUS_LENGTH = 200, 32, 50
+
+_messages = Message.__table__
+_events = DeliveryEvent.__table__
+_changes = MessageStatusChange.__table__
+# What applying a receipt needs to know of its message, and no more.
+_MESSAGE_COLUMNS = (_messages.c.id, _messages.c.status, _messages.c.provider,
+                    _messages.c.provider_message_id, _messages.c.segments,
+                    _messages.c.recipient, _messages.c.channel)
+
+
+def apply_receipt_job(receipt: dict) -> None:
+    """Job: apply one receipt given as ``dataclasses.asdict(Receipt)`` (the simulator's)."""
+    apply_receipt(_receipt_from(receipt))
+
+
+def _receipt_from(data: dict[str, Any]) -> Receipt:
+    fields = {k: data.get(k) for k in Receipt.__dataclass_fields__ if k in data}
+    fields.setdefault("raw", {})
+    return Receipt(**fields)
 
 
 def _bounded(receipt: Receipt) -> Receipt:
@@ -61,109 +88,186 @@ def _bounded(receipt: Receipt) -> Receipt:
     )
 
 
-def _new_event(receipt: Receipt) -> DeliveryEvent:
-    """A raw, not yet matched nor applied, delivery event for ``receipt`` (added, not committed)."""
-    receipt = _bounded(receipt)
-    event = DeliveryEvent(
-        provider=receipt.provider,
-        provider_message_id=receipt.provider_message_id,
-        raw_status=receipt.raw_status or None,
-        mapped_status=receipt.status,
-        error_code=receipt.error_code,
-        applied=False,
-        raw=dict(receipt.raw),
-    )
-    db.session.add(event)
-    return event
+def our_id(receipt: Receipt) -> int | None:
+    """The message id our reference carries, or None.
 
-
-def record_receipt(receipt: Receipt) -> DeliveryEvent:
-    """Store a receipt raw (not yet matched nor applied) and commit."""
-    event = _new_event(receipt)
-    db.session.commit()
-    return event
-
-
-def enqueue_receipt(receipt: Receipt, event: DeliveryEvent) -> None:
-    """Queue the application of a recorded receipt; apply it here if the queue is down.
-
-    The event is already committed, so applying inline keeps "stored once"
-    and spares the provider a retry that would record it twice.
+    Our ids are ASCII digits within the primary key range ("²".isdigit() is true too).
     """
-    payload = asdict(receipt) | {EVENT_KEY: event.id}
-    try:
-        queue.enqueue(JOB, payload)
-    except Exception:  # Redis unreachable: the work is small, do it now
-        log.exception("could not queue receipt %s: applying it inline", event.id)
-        apply_receipt(payload)
-
-
-def apply_receipt_job(receipt: dict) -> None:
-    """Job: apply one receipt, given as ``asdict(Receipt)`` (plus an optional event id)."""
-    apply_receipt(receipt)
-
-
-def _receipt_from(data: dict[str, Any]) -> Receipt:
-    fields = {k: data.get(k) for k in Receipt.__dataclass_fields__ if k in data}
-    fields.setdefault("raw", {})
-    return _bounded(Receipt(**fields))
-
-
-def find_message(receipt: Receipt) -> Message | None:
-    """The message a receipt is about: by our reference, else by provider id. Row-locked."""
-    queries = []
     reference = (receipt.reference or "").strip()
-    # Our ids are ASCII digits within the primary key range ("²".isdigit() is true too).
     if reference.isascii() and reference.isdigit() and len(reference) <= 10 and is_db_id(int(reference)):
-        queries.append(select(Message).where(Message.id == int(reference)))
-    if receipt.provider_message_id:
-        queries.append(select(Message).where(
-            Message.provider == receipt.provider,
-            Message.provider_message_id == receipt.provider_message_id,
-        ))
-    for query in queries:
-        # Two receipts of one message applied at once must not both read the old status.
-        message = db.session.scalars(query.with_for_update()).first()
-        if message is not None:
-            return message
+        return int(reference)
     return None
 
 
-def apply_receipt(data: dict[str, Any], now: datetime | None = None) -> bool:
-    """Record (if not yet) and apply one receipt; True when the message's status changed."""
+def find_message(receipt: Receipt):
+    """The message row a receipt is about, by our reference, else by provider id; row-locked.
+
+    Two receipts of one message applied at once must not both read the old status.
+    """
+    message_id = our_id(receipt)
+    if message_id is not None:
+        row = db.session.execute(
+            select(*_MESSAGE_COLUMNS).where(_messages.c.id == message_id).with_for_update()
+        ).first()
+        if row is not None:
+            return row
+    if receipt.provider_message_id:
+        return db.session.execute(
+            select(*_MESSAGE_COLUMNS).where(
+                _messages.c.provider == receipt.provider,
+                _messages.c.provider_message_id == receipt.provider_message_id,
+            ).limit(1).with_for_update()
+        ).first()
+    return None
+
+
+# PostgreSQL, the common receipt (see _fast_path_applies): lock the message, move its
+# status forward, add the timeline entry and store the raw event, in ONE statement,
+# with the general path's rules (tests/webhooks/test_webhooks_receipts_fast.py compares
+# them). The row lock comes first, so concurrent receipts of one message are serialised
+# as in the general path; `m.moves` is false when the move is not forward.
+_FAST_APPLY = text("""
+WITH m AS (
+    SELECT id, status = ANY(CAST(:sources AS varchar[])) AS moves
+    FROM messages WHERE id = CAST(:id AS integer) FOR UPDATE
+), updated AS (
+    UPDATE messages SET
+        status = CASE WHEN m.moves THEN CAST(:status AS varchar) ELSE messages.status END,
+        status_changed_at = CASE WHEN m.moves THEN CAST(:now AS timestamptz)
+                                 ELSE messages.status_changed_at END,
+        sent_at = CASE WHEN m.moves AND CAST(:status AS varchar) IN ('sent', 'delivered')
+                       THEN coalesce(messages.sent_at, CAST(:now AS timestamptz))
+                       ELSE messages.sent_at END,
+        delivered_at = CASE WHEN m.moves AND CAST(:status AS varchar) = 'delivered'
+                            THEN CAST(:now AS timestamptz) ELSE messages.delivered_at END,
+        error_code = CASE WHEN m.moves THEN coalesce(CAST(:error_code AS varchar), messages.error_code)
+                          ELSE messages.error_code END,
+        provider = CASE WHEN messages.provider_message_id IS NULL
+                        THEN CAST(:provider AS varchar) ELSE messages.provider END,
+        provider_message_id = coalesce(messages.provider_message_id, CAST(:pmid AS varchar))
+    FROM m
+    WHERE messages.id = m.id
+      AND (m.moves OR (messages.provider_message_id IS NULL AND CAST(:pmid AS varchar) IS NOT NULL))
+    RETURNING messages.id
+), change AS (
+    INSERT INTO message_status_changes (message_id, status, at, detail)
+    SELECT id, CAST(:status AS varchar), CAST(:now AS timestamptz), CAST(:detail AS text)
+    FROM m WHERE m.moves
+), event AS (
+    INSERT INTO delivery_events (message_id, provider, provider_message_id, raw_status,
+                                 mapped_status, error_code, applied, raw, received_at)
+    SELECT m.id, CAST(:provider AS varchar), CAST(:pmid AS varchar), CAST(:raw_status AS varchar),
+           CAST(:status AS varchar), CAST(:error_code AS varchar), m.moves,
+           CAST(:raw AS json), CAST(:now AS timestamptz) FROM m
+)
+SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM m WHERE m.moves)
+""").bindparams(bindparam("raw", type_=JSON), bindparam("now", type_=UTCDateTime()))
+# Statuses whose receipt has no follow-up (no fallback to plan, no multipart count).
+_FAST_STATUSES = frozenset({S.QUEUED, S.SENDING, S.SENT, S.DELIVERED})
+
+
+def _fast_path_applies(receipt: Receipt) -> bool:
+    """Whether a receipt can take the one-statement path (PostgreSQL, by our reference)."""
+    return (
+        receipt.status in _FAST_STATUSES
+        and not receipt.opted_out
+        and not (receipt.provider == "vonage" and receipt.status == S.DELIVERED)  # multipart rule
+        and our_id(receipt) is not None
+        and db.engine.dialect.name == "postgresql"
+    )
+
+
+def _apply_fast(receipt: Receipt, now: datetime) -> bool | None:
+    """The one-statement path; None when our reference matched no message (then: general path).
+
+    The statement is atomic on its own, so it runs in autocommit: one round
+    trip to the database instead of three (BEGIN, statement, COMMIT).
+    """
+    params = {
+        "id": our_id(receipt),
+        "status": receipt.status,
+        "sources": list(allowed_sources(receipt.status)),
+        "now": now,
+        "error_code": receipt.error_code,
+        "provider": receipt.provider,
+        "pmid": receipt.provider_message_id,
+        "raw_status": receipt.raw_status or None,
+        "raw": dict(receipt.raw),
+        "detail": receipt.error_message or f"{receipt.provider}: {receipt.raw_status}",
+    }
+    with db.engine.connect() as conn:
+        found, moved = conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+            _FAST_APPLY, params).one()
+    return bool(moved) if found else None
+
+
+def apply_receipt(receipt: Receipt, now: datetime | None = None) -> bool:
+    """Store, match and apply one receipt, and commit; True when the message's status changed."""
     now = now or utcnow()
-    receipt = _receipt_from(data)
-    event = db.session.get(DeliveryEvent, data[EVENT_KEY]) if data.get(EVENT_KEY) else None
-    if event is None:
-        event = _new_event(receipt)
+    receipt = _bounded(receipt)
+    if _fast_path_applies(receipt):
+        changed = _apply_fast(receipt, now)
+        if changed is not None:
+            return changed
     message = find_message(receipt)
+    event = {
+        "provider": receipt.provider,
+        "provider_message_id": receipt.provider_message_id,
+        "raw_status": receipt.raw_status or None,
+        "mapped_status": receipt.status,
+        "error_code": receipt.error_code,
+        "raw": dict(receipt.raw),
+        "received_at": now,
+        "message_id": message.id if message is not None else None,
+        "applied": False,
+    }
     if message is None:
         log.info("receipt from %s for unknown message %s (ref %s): recorded",
                  receipt.provider, receipt.provider_message_id, receipt.reference)
+        db.session.execute(insert(_events), [event])
         db.session.commit()
         return False
-    event.message_id = message.id
+    target = _target_status(message, receipt)
+    changed = target is not None and S.can_transition(message.status, target)
+    event["applied"] = changed
+    db.session.execute(insert(_events), [event])
+    values: dict[str, Any] = {}
     if message.provider_message_id is None and receipt.provider_message_id:
         # The worker died before recording the provider's id: keep it for later receipts.
-        message.provider = receipt.provider
-        message.provider_message_id = receipt.provider_message_id
-    db.session.flush()
-    changed = False
-    target = _target_status(message, receipt)
-    if target is not None:
+        values.update(provider=receipt.provider, provider_message_id=receipt.provider_message_id)
+    if changed:
         detail = receipt.error_message or f"{receipt.provider}: {receipt.raw_status}"
-        fields = {"error_code": receipt.error_code} if receipt.error_code else {}
-        changed = transition(message, target, at=now, detail=detail, **fields)
-    event.applied = changed
+        values.update(_status_values(target, now))
+        if receipt.error_code:
+            values["error_code"] = receipt.error_code
+        if target in (S.FAILED, S.UNDELIVERED):
+            values["last_error"] = detail
+        db.session.execute(insert(_changes), [
+            {"message_id": message.id, "status": target, "at": now, "detail": detail}])
+    if values:
+        db.session.execute(update(_messages).where(_messages.c.id == message.id).values(**values))
     if receipt.opted_out and message.recipient:
         opt_out_number(message.recipient)
     if changed and target in (S.UNDELIVERED, S.FAILED):
-        plan_email_fallback(message, now)
+        sms = db.session.get(Message, message.id, populate_existing=True)
+        plan_email_fallback(sms, now)
     db.session.commit()
     return changed
 
 
-def _target_status(message: Message, receipt: Receipt) -> str | None:
+def _status_values(status: str, at: datetime) -> dict[str, Any]:
+    """The columns :func:`scheduler.transitions.transition` sets with ``status``, as SQL."""
+    values: dict[str, Any] = {"status": status, "status_changed_at": at}
+    first_at = func.coalesce(_messages.c.sent_at, literal(at, type_=_messages.c.sent_at.type))
+    if status == S.SENT:
+        values["sent_at"] = first_at
+    elif status == S.DELIVERED:
+        values["delivered_at"] = at
+        values["sent_at"] = first_at
+    return values
+
+
+def _target_status(message, receipt: Receipt) -> str | None:
     """The status this receipt moves the message to (multipart rule in the module doc)."""
     status = receipt.status
     if status != S.DELIVERED or receipt.provider != "vonage":
@@ -171,13 +275,19 @@ def _target_status(message: Message, receipt: Receipt) -> str | None:
     parts = receipt.parts or message.segments or 1
     if parts <= 1:
         return status
-    delivered = db.session.scalars(
-        select(DeliveryEvent).where(
-            DeliveryEvent.message_id == message.id, DeliveryEvent.mapped_status == S.DELIVERED
+    earlier = db.session.execute(
+        select(_events.c.raw, _events.c.provider_message_id).where(
+            _events.c.message_id == message.id, _events.c.mapped_status == S.DELIVERED
         )
     ).all()
-    seen = {str((e.raw or {}).get("concat-part") or e.provider_message_id) for e in delivered}
+    seen = {_part_key(raw, pmid) for raw, pmid in earlier}
+    seen.add(_part_key(receipt.raw, receipt.provider_message_id))
     return S.DELIVERED if len(seen) >= parts else S.SENT
+
+
+def _part_key(raw: dict | None, provider_message_id: str | None) -> str:
+    """Which part of a long SMS a delivered receipt is about (each part has its own id)."""
+    return str((raw or {}).get("concat-part") or provider_message_id)
 
 
 def opt_out_number(phone: str) -> int:

@@ -2,10 +2,11 @@
 
 Each route checks the provider's signature (403 and nothing stored when it
 is missing or wrong), makes the data storable (NUL, lone surrogates: see
-:func:`gateway.web.storable`), parses with the provider's own parser, records the
-receipt or the SMS, queues the work and answers at once. A database that
-cannot be reached answers 503 with ``Retry-After`` (the app-wide handler in
-:mod:`gateway.web`), so that the provider retries later.
+:func:`gateway.web.storable`) and parses with the provider's own parser. A
+receipt is then stored and applied in one transaction; an inbound SMS is
+recorded and its work queued. A database that cannot be reached answers 503
+with ``Retry-After`` (the app-wide handler in :mod:`gateway.web`), so that the
+provider retries later.
 """
 
 from __future__ import annotations
@@ -58,8 +59,7 @@ def twilio_status():
     receipt = twilio.parse_status_callback(form, query.get("ref"))
     # Keep the query (``ref``) with the form in the stored raw receipt.
     receipt = replace(receipt, raw=query | form)
-    event = receipts.record_receipt(receipt)
-    receipts.enqueue_receipt(receipt, event)
+    receipts.apply_receipt(receipt)
     return _ok()
 
 
@@ -82,9 +82,7 @@ def vonage_status():
     params = _vonage_params()
     if not signatures.vonage_ok(params):
         abort(403)
-    receipt = vonage.parse_receipt(storable(params))
-    event = receipts.record_receipt(receipt)
-    receipts.enqueue_receipt(receipt, event)
+    receipts.apply_receipt(vonage.parse_receipt(storable(params)))
     return _ok()
 
 

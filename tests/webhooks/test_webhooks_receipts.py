@@ -60,13 +60,13 @@ def _events() -> list[DeliveryEvent]:
     return db.session.scalars(select(DeliveryEvent).order_by(DeliveryEvent.id)).all()
 
 
-def test_signed_twilio_receipt_is_recorded_then_applied(backend, sent_sms, app, client):
+def test_signed_twilio_receipt_is_recorded_and_applied_before_the_answer(backend, sent_sms, app, client):
     response = twilio_post(client, STATUS, _twilio_form(sent_sms, "delivered"), query=f"ref={sent_sms.id}")
     assert response.status_code == 204
     [event] = _events()
     assert event.raw["MessageStatus"] == "delivered" and event.raw["ref"] == str(sent_sms.id)
     assert event.provider == "twilio" and event.raw_status == "delivered"
-    assert run_jobs(app) >= 1
+    assert run_jobs(app) == 0  # nothing left for a worker: applied in the request
     db.session.refresh(sent_sms)
     assert sent_sms.status == S.DELIVERED and sent_sms.delivered_at is not None
     db.session.refresh(event)
@@ -330,7 +330,6 @@ def test_a_receipt_faster_than_the_send_write_back_keeps_the_sent_time(signed_co
 def test_a_reference_that_cannot_be_our_id_is_recorded_unmatched(signed_config, app, client, world, ref):
     form = {"MessageSid": "SM" + "c" * 32, "MessageStatus": "delivered"}
     assert twilio_post(client, STATUS, form, query=urlencode({"ref": ref})).status_code == 204
-    assert run_jobs(app) == 1
     [event] = _events()
     assert event.message_id is None and event.raw["ref"] == ref
 
