@@ -239,9 +239,13 @@ def gunicorn(ctx: Context, app_spec: str, env: dict[str, str], log_name: str,
              ready_path: str = "/", port: int | None = None) -> Iterator[int]:
     """Serve ``app_spec`` with the Procfile's gunicorn settings (on a free port); yields the port."""
     port = port or free_port()
+    # The access log names the worker that served each request (<pid>), so that the
+    # load starts only once every worker has loaded the app.
     args = [sys.executable, "-m", "gunicorn", app_spec, "--bind", f"127.0.0.1:{port}",
             "--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS),
-            "--access-logfile", "-"]
+            "--access-logfile", "-", "--access-logformat", '%(p)s %(h)s "%(r)s" %(s)s']
+    log_path = ctx.workdir / f"{log_name}.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
     with process(args, env, log_name, ctx) as proc:
         def ready() -> bool:
             if proc.poll() is not None:
@@ -249,15 +253,25 @@ def gunicorn(ctx: Context, app_spec: str, env: dict[str, str], log_name: str,
             return port_open(port)
 
         wait_for(ready, 60, what=f"gunicorn {app_spec}")
-        # Both workers must have booted before load starts: poll a cheap path a few times.
-        import http.client
-
-        for _ in range(20):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request("GET", ready_path)
-            conn.getresponse().read()
-            conn.close()
+        wait_for(lambda: _workers_serving(port, ready_path, log_path, start) >= GUNICORN_WORKERS, 60,
+                 what=f"all {GUNICORN_WORKERS} gunicorn workers of {app_spec}")
         yield port
+
+
+def _workers_serving(port: int, path: str, log_path: Path, start: int) -> int:
+    """Send a few requests on new connections; return how many workers have served one."""
+    import http.client
+    import re
+
+    for _ in range(10):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", path)
+        conn.getresponse().read()
+        conn.close()
+    with open(log_path, "rb") as log:
+        log.seek(start)
+        text = log.read().decode("utf-8", "replace")
+    return len(set(re.findall(r"^<(\d+)> ", text, flags=re.MULTILINE)))
 
 
 def tempdir() -> Path:
