@@ -411,6 +411,9 @@ class InboundSms(db.Model):
     __table_args__ = (
         UniqueConstraint("provider", "provider_message_id"),
         Index("ix_inbound_sms_concat", "provider", "from_number", "concat_ref"),
+        # The reconciler's query: SMS stored but not (yet) acted on.
+        Index("ix_inbound_sms_unhandled", "received_at",
+              postgresql_where=text("action IS NULL"), sqlite_where=text("action IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -29,13 +29,13 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from gateway.extensions import db
-from gateway.models import Message, Organisation
+from gateway.models import InboundSms, Message, Organisation
 from gateway.planning import quiet_hours
 from gateway.timeutil import require_aware, utcnow
 from providers import status as S
 
 from . import policy
-from .queue import enqueue_many
+from .queue import enqueue, enqueue_many
 from .transitions import bulk_transition, reschedule
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,11 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
       was lost (Redis flushed or restarted without persistence, embedded
       process restarted). A new send job is queued; if the old one still
       exists, whichever runs second claims nothing.
+    * an inbound SMS stored but not acted on ``QUEUED_TIMEOUT`` after it
+      arrived (and within the last day): its job was lost or failed after the
+      webhook answered, so the provider will not send it again. Its job is
+      queued again; acting is claimed, so it is acted on once whatever runs.
+      The part of a long SMS still waiting for the others is left to wait.
     """
     config = current_app.config
     now = require_aware(now or utcnow())
@@ -183,7 +188,37 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
         )
     db.session.commit()
     _enqueue_send_jobs(lost)
-    if stale or lost:
-        log.warning("reconcile: %d stale sending rescheduled, %d lost queued re-queued",
-                    len(stale), len(lost))
-    return {"rescheduled": len(stale), "requeued": len(lost)}
+    inbound = _requeue_unhandled_inbound(now, lost_before)
+    if stale or lost or inbound:
+        log.warning("reconcile: %d stale sending rescheduled, %d lost queued re-queued, "
+                    "%d inbound SMS re-queued", len(stale), len(lost), inbound)
+    return {"rescheduled": len(stale), "requeued": len(lost), "inbound_requeued": inbound}
+
+
+INBOUND_JOB = "webhooks.inbound.process_inbound_job"
+INBOUND_RETRY_WINDOW = timedelta(days=1)
+
+
+def _requeue_unhandled_inbound(now: datetime, lost_before: datetime) -> int:
+    """Queue again the inbound SMS nobody acted on (see :func:`reconcile_stale`)."""
+    rows = db.session.execute(
+        select(InboundSms.id, InboundSms.provider, InboundSms.from_number, InboundSms.concat_ref,
+               InboundSms.concat_part, InboundSms.concat_total)
+        .where(InboundSms.action.is_(None), InboundSms.received_at < lost_before,
+               InboundSms.received_at >= now - INBOUND_RETRY_WINDOW)
+        .order_by(InboundSms.id)
+        .limit(current_app.config["DISPATCH_LIMIT"])
+    ).all()
+    db.session.commit()
+    ids, parts = [], {}
+    for row in rows:
+        if row.concat_ref and (row.concat_total or 1) > 1:
+            parts.setdefault((row.provider, row.from_number, row.concat_ref), []).append(row)
+        else:
+            ids.append(row.id)
+    for group in parts.values():
+        if len({r.concat_part for r in group}) >= (group[0].concat_total or 1):
+            ids.append(group[0].id)  # complete: one job joins and acts on all the parts
+    for inbound_id in ids:
+        enqueue(INBOUND_JOB, inbound_id)
+    return len(ids)

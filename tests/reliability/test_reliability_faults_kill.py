@@ -91,7 +91,8 @@ def test_sigkill_during_a_burst_loses_nothing_and_duplicates_stay_bounded(env, a
         assert set(before) <= {S.SENT, S.SENDING, S.QUEUED}, before
         later = utcnow() + timedelta(seconds=max(PIPELINE["SENDING_TIMEOUT"], PIPELINE["QUEUED_TIMEOUT"]) + 1)
         recovered = reconcile_stale(now=later)
-        assert recovered == {"rescheduled": before.get(S.SENDING, 0), "requeued": before.get(S.QUEUED, 0)}
+        assert recovered == {"rescheduled": before.get(S.SENDING, 0), "requeued": before.get(S.QUEUED, 0),
+                             "inbound_requeued": 0}
         assert recovered["rescheduled"] <= len(KILL_AT) * PIPELINE["SEND_BATCH_SIZE"]
         assert dispatch_due(now=later) == recovered["rescheduled"]
 

@@ -81,7 +81,7 @@ def test_redis_flushed_mid_run_loses_no_message_and_sends_none_twice(env, app, w
         for worker in pool.workers:
             worker.start()
         later = utcnow() + timedelta(seconds=max(PIPELINE["QUEUED_TIMEOUT"], 60) + 1)
-        assert reconcile_stale(now=later) == {"rescheduled": 0, "requeued": lost}
+        assert reconcile_stale(now=later) == {"rescheduled": 0, "requeued": lost, "inbound_requeued": 0}
         assert dispatch_due(now=later) == DUE_LATER
         wait_for(lambda: status_counts() == {S.SENT: DUE_NOW + DUE_LATER}, lambda: str(status_counts()), pool)
 

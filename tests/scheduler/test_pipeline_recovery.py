@@ -43,10 +43,10 @@ def test_lost_jobs_are_queued_again_and_sent_once(backend, app, world, clock):
     (sms,) = messages(kind="confirmation")
     assert sms.status == S.QUEUED
 
-    assert reconcile_stale(utcnow() + timedelta(minutes=1)) == {"rescheduled": 0, "requeued": 0}
-    assert reconcile_stale(utcnow() + timedelta(minutes=6)) == {"rescheduled": 0, "requeued": 1}
+    assert reconcile_stale(utcnow() + timedelta(minutes=1)) == {"rescheduled": 0, "requeued": 0, "inbound_requeued": 0}
+    assert reconcile_stale(utcnow() + timedelta(minutes=6)) == {"rescheduled": 0, "requeued": 1, "inbound_requeued": 0}
     # Queued again once: the next reconcile does not pile up jobs for the same row.
-    assert reconcile_stale(utcnow() + timedelta(minutes=7)) == {"rescheduled": 0, "requeued": 0}
+    assert reconcile_stale(utcnow() + timedelta(minutes=7)) == {"rescheduled": 0, "requeued": 0, "inbound_requeued": 0}
     run_pending(app)
     assert messages(id=sms.id)[0].status == S.SENT
     assert len(simulator_outbox(app)) == 1
@@ -229,7 +229,7 @@ def test_scheduler_tick_dispatches_and_reconciles(backend, app, world, clock):
     from scheduler.periodic import tick
 
     book_for(world, sms_usager(world), days=3)
-    assert tick(app, reconcile=True) == {"queued": 1, "rescheduled": 0, "requeued": 0}
+    assert tick(app, reconcile=True) == {"queued": 1, "rescheduled": 0, "requeued": 0, "inbound_requeued": 0}
     assert tick(app) == {"queued": 0}
     run_pending(app)
     assert len(simulator_outbox(app)) == 1

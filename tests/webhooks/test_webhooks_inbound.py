@@ -272,3 +272,60 @@ def test_nul_and_overlong_values_are_stored_cleaned_and_acted_on(sent_rdv, app, 
     row = db.session.scalar(select(InboundSms))
     assert _count(InboundSms) == 1 and len(row.provider_message_id) == 200
     assert row.body == "ANNU\ufffdLER" and row.action == "forwarded"  # not the keyword, but kept and forwarded
+
+
+def _lose_queued_jobs(app) -> int:
+    """What a Redis flush or a crashed worker does to the jobs not yet run."""
+    from scheduler.queue import embedded_queue, rq_queue
+
+    if app.config.get("REDIS_URL"):
+        return rq_queue(app).empty()
+    jobs, lost = embedded_queue(app).jobs, 0
+    while not jobs.empty():
+        jobs.get_nowait()
+        jobs.task_done()
+        lost += 1
+    return lost
+
+
+def test_an_inbound_sms_whose_job_was_lost_is_acted_on_once_by_the_reconciler(backend, sent_rdv, app,
+                                                                               client):
+    from scheduler.dispatch import reconcile_stale
+
+    assert twilio_post(client, INBOUND, _form("ANNULER")).status_code == 200
+    assert _lose_queued_jobs(app) >= 1
+    row = db.session.scalar(select(InboundSms))
+    assert row.action is None
+    # Within QUEUED_TIMEOUT (5 min) the job may still be on its way: nothing yet.
+    assert reconcile_stale(NOW + timedelta(minutes=4))["inbound_requeued"] == 0
+    assert reconcile_stale(NOW + timedelta(minutes=6))["inbound_requeued"] == 1
+    run_jobs(app)
+    db.session.refresh(row)
+    db.session.refresh(sent_rdv)
+    assert row.action == "cancelled" and sent_rdv.is_cancelled
+    assert len(_reply_to(PHONE)) == 1
+    # Acted on: never queued again, and a job run twice does nothing twice.
+    assert reconcile_stale(NOW + timedelta(minutes=8))["inbound_requeued"] == 0
+    from webhooks.inbound import process_inbound
+
+    assert process_inbound(row.id) is None and len(_reply_to(PHONE)) == 1
+
+
+def test_the_reconciler_leaves_waiting_parts_and_old_sms_alone(signed_config, app, world, frozen):
+    from scheduler.dispatch import reconcile_stale
+
+    def stored(sid, received_at, **parts):
+        db.session.add(InboundSms(provider="vonage", provider_message_id=sid, from_number=PHONE,
+                                  body="x", raw={}, received_at=received_at, **parts))
+
+    stored("part-1-of-2", NOW, concat_ref="ab", concat_part=1, concat_total=2)  # part 2 never came
+    stored("two-days-old", NOW - timedelta(days=2))
+    stored("complete-1", NOW, concat_ref="cd", concat_part=1, concat_total=2)
+    stored("complete-2", NOW, concat_ref="cd", concat_part=2, concat_total=2)
+    db.session.commit()
+    # Only the complete long SMS goes, as one job for its two parts.
+    assert reconcile_stale(NOW + timedelta(minutes=6))["inbound_requeued"] == 1
+    assert run_jobs(app) == 1
+    actions = dict(db.session.execute(select(InboundSms.provider_message_id, InboundSms.action)).all())
+    assert actions["part-1-of-2"] is None and actions["two-days-old"] is None
+    assert actions["complete-1"] not in (None, "part") and actions["complete-2"] == "part"
