@@ -36,13 +36,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, func, insert, literal, or_, select, text, update
+from sqlalchemy import JSON, bindparam, or_, select, text, update
 
 from gateway.extensions import db
 from gateway.models import (
     DeliveryEvent,
     Message,
-    MessageStatusChange,
     Usager,
     UTCDateTime,
     is_db_id,
@@ -51,7 +50,7 @@ from gateway.planning import plan_email_fallback
 from gateway.timeutil import utcnow
 from providers import status as S
 from providers.base import Receipt
-from scheduler.transitions import allowed_sources
+from scheduler.transitions import allowed_sources, transition
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +58,7 @@ JOB = "webhooks.receipts.apply_receipt_job"
 # Column sizes: provider message ids, error codes, raw statuses.
 ID_LENGTH, CODE_LENGTH, STATUS_LENGTH = 200, 32, 50
 
-_messages = Message.__table__
 _events = DeliveryEvent.__table__
-_changes = MessageStatusChange.__table__
-# What applying a receipt needs to know of its message, and no more.
-_MESSAGE_COLUMNS = (_messages.c.id, _messages.c.status, _messages.c.provider,
-                    _messages.c.provider_message_id, _messages.c.segments,
-                    _messages.c.recipient, _messages.c.channel)
 
 
 def apply_receipt_job(receipt: dict) -> None:
@@ -100,25 +93,24 @@ def our_id(receipt: Receipt) -> int | None:
     return None
 
 
-def find_message(receipt: Receipt):
-    """The message row a receipt is about, by our reference, else by provider id; row-locked.
+def find_message(receipt: Receipt) -> Message | None:
+    """The message a receipt is about: by our reference, else by provider id. Row-locked.
 
     Two receipts of one message applied at once must not both read the old status.
     """
+    queries = []
     message_id = our_id(receipt)
     if message_id is not None:
-        row = db.session.execute(
-            select(*_MESSAGE_COLUMNS).where(_messages.c.id == message_id).with_for_update()
-        ).first()
-        if row is not None:
-            return row
+        queries.append(select(Message).where(Message.id == message_id))
     if receipt.provider_message_id:
-        return db.session.execute(
-            select(*_MESSAGE_COLUMNS).where(
-                _messages.c.provider == receipt.provider,
-                _messages.c.provider_message_id == receipt.provider_message_id,
-            ).limit(1).with_for_update()
-        ).first()
+        queries.append(select(Message).where(
+            Message.provider == receipt.provider,
+            Message.provider_message_id == receipt.provider_message_id,
+        ))
+    for query in queries:
+        message = db.session.scalars(query.with_for_update()).first()
+        if message is not None:
+            return message
     return None
 
 
@@ -211,64 +203,49 @@ def apply_receipt(receipt: Receipt, now: datetime | None = None) -> bool:
         if changed is not None:
             return changed
     message = find_message(receipt)
-    event = {
-        "provider": receipt.provider,
-        "provider_message_id": receipt.provider_message_id,
-        "raw_status": receipt.raw_status or None,
-        "mapped_status": receipt.status,
-        "error_code": receipt.error_code,
-        "raw": dict(receipt.raw),
-        "received_at": now,
-        "message_id": message.id if message is not None else None,
-        "applied": False,
-    }
+    event = _new_event(receipt, now)
     if message is None:
         log.info("receipt from %s for unknown message %s (ref %s): recorded",
                  receipt.provider, receipt.provider_message_id, receipt.reference)
-        db.session.execute(insert(_events), [event])
         db.session.commit()
         return False
-    target = _target_status(message, receipt)
-    changed = target is not None and S.can_transition(message.status, target)
-    event["applied"] = changed
-    db.session.execute(insert(_events), [event])
-    values: dict[str, Any] = {}
+    event.message_id = message.id
     if message.provider_message_id is None and receipt.provider_message_id:
         # The worker died before recording the provider's id: keep it for later receipts.
-        values.update(provider=receipt.provider, provider_message_id=receipt.provider_message_id)
-    if changed:
+        message.provider = receipt.provider
+        message.provider_message_id = receipt.provider_message_id
+    changed = False
+    target = _target_status(message, receipt)
+    if target is not None:
         detail = receipt.error_message or f"{receipt.provider}: {receipt.raw_status}"
-        values.update(_status_values(target, now))
-        if receipt.error_code:
-            values["error_code"] = receipt.error_code
-        if target in (S.FAILED, S.UNDELIVERED):
-            values["last_error"] = detail
-        db.session.execute(insert(_changes), [
-            {"message_id": message.id, "status": target, "at": now, "detail": detail}])
-    if values:
-        db.session.execute(update(_messages).where(_messages.c.id == message.id).values(**values))
+        fields = {"error_code": receipt.error_code} if receipt.error_code else {}
+        changed = transition(message, target, at=now, detail=detail, **fields)
+    event.applied = changed
     if receipt.opted_out and message.recipient:
         opt_out_number(message.recipient)
     if changed and target in (S.UNDELIVERED, S.FAILED):
-        sms = db.session.get(Message, message.id, populate_existing=True)
-        plan_email_fallback(sms, now)
+        plan_email_fallback(message, now)
     db.session.commit()
     return changed
 
 
-def _status_values(status: str, at: datetime) -> dict[str, Any]:
-    """The columns :func:`scheduler.transitions.transition` sets with ``status``, as SQL."""
-    values: dict[str, Any] = {"status": status, "status_changed_at": at}
-    first_at = func.coalesce(_messages.c.sent_at, literal(at, type_=_messages.c.sent_at.type))
-    if status == S.SENT:
-        values["sent_at"] = first_at
-    elif status == S.DELIVERED:
-        values["delivered_at"] = at
-        values["sent_at"] = first_at
-    return values
+def _new_event(receipt: Receipt, now: datetime) -> DeliveryEvent:
+    """The raw delivery event of ``receipt``, not yet matched nor applied (added, not committed)."""
+    event = DeliveryEvent(
+        provider=receipt.provider,
+        provider_message_id=receipt.provider_message_id,
+        raw_status=receipt.raw_status or None,
+        mapped_status=receipt.status,
+        error_code=receipt.error_code,
+        applied=False,
+        raw=dict(receipt.raw),
+        received_at=now,
+    )
+    db.session.add(event)
+    return event
 
 
-def _target_status(message, receipt: Receipt) -> str | None:
+def _target_status(message: Message, receipt: Receipt) -> str | None:
     """The status this receipt moves the message to (multipart rule in the module doc)."""
     status = receipt.status
     if status != S.DELIVERED or receipt.provider != "vonage":
