@@ -48,7 +48,9 @@ def _selected(only: list[str]) -> list[str]:
     names = [n.strip() for item in only for n in item.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
-        raise SystemExit(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        raise SystemExit(
+            f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+        )
     return [n for n in BENCHMARKS if n in names] if names else list(BENCHMARKS)
 
 
@@ -58,12 +60,21 @@ def _run_one(name: str, ctx: Context) -> Section:
     try:
         section = module.run(ctx)
     except NotAvailable as exc:
-        section = Section(name, getattr(module, "TITLE", name), method=(module.__doc__ or "").strip(),
-                          available=False, notes=[f"Not available yet: {exc}"])
+        section = Section(
+            name,
+            getattr(module, "TITLE", name),
+            method=(module.__doc__ or "").strip(),
+            available=False,
+            notes=[f"Not available yet: {exc}"],
+        )
     except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
         traceback.print_exc()
-        section = Section(name, getattr(module, "TITLE", name), available=False,
-                          notes=[f"FAILED: {exc.__class__.__name__}: {exc}"])
+        section = Section(
+            name,
+            getattr(module, "TITLE", name),
+            available=False,
+            notes=[f"FAILED: {exc.__class__.__name__}: {exc}"],
+        )
     section.seconds = time.perf_counter() - started
     return section
 
@@ -71,10 +82,16 @@ def _run_one(name: str, ctx: Context) -> Section:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes (seconds, not minutes)")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help=f"run only these: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--write", action="store_true",
-                        help="write the report even for --quick or --only runs")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"run only these: {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="write the report even for --quick or --only runs"
+    )
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--keep", action="store_true", help="keep the work folder (process logs)")
     args = parser.parse_args(argv)

@@ -38,8 +38,11 @@ def create_app(insert: bool = False) -> Flask:
         if not form.get("MessageSid") or not form.get("MessageStatus"):
             return "missing fields", 400
         if insert:
-            _connection().execute(f"INSERT INTO {TABLE} (sid, status) VALUES (%s, %s)",
-                                  (form["MessageSid"], form["MessageStatus"]), prepare=True)
+            _connection().execute(
+                f"INSERT INTO {TABLE} (sid, status) VALUES (%s, %s)",
+                (form["MessageSid"], form["MessageStatus"]),
+                prepare=True,
+            )
         return "", 204
 
     @app.get("/")

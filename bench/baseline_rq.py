@@ -48,8 +48,20 @@ def _measure(ctx: Context, worker_class: str, n: int) -> tuple[float, float, int
     flush_redis(ctx)
     conn = Redis.from_url(ctx.redis_url)
     ids = _enqueue(conn, n)
-    args = [bin_path("rq"), "worker", "--burst", "--url", ctx.redis_url, "--worker-class",
-            worker_class, "--path", str(ROOT), "--logging_level", "WARNING", QUEUE]
+    args = [
+        bin_path("rq"),
+        "worker",
+        "--burst",
+        "--url",
+        ctx.redis_url,
+        "--worker-class",
+        worker_class,
+        "--path",
+        str(ROOT),
+        "--logging_level",
+        "WARNING",
+        QUEUE,
+    ]
     started = time.perf_counter()
     with process(args, gateway_env(ctx), "rq-" + worker_class.rsplit(".", 1)[1], ctx) as proc:
         wait_for(lambda: proc.poll() is not None, 300, interval=0.1, what="the RQ burst worker")
@@ -67,10 +79,13 @@ def _measure(ctx: Context, worker_class: str, n: int) -> tuple[float, float, int
 def run(ctx: Context) -> Section:
     n = ctx.scale(2000, 300)
     section = Section(
-        NAME, "Baseline: RQ no-op jobs per second",
-        method=(f"{n} no-op jobs ({n // 2} for the forking worker; `bench.jobs.noop`) queued on `{QUEUE}` in one pipeline, then one "
-                "`rq worker --burst` process per worker class on the same Redis. Rate = jobs / "
-                "(last job's end − first job's start) from RQ's own timestamps."),
+        NAME,
+        "Baseline: RQ no-op jobs per second",
+        method=(
+            f"{n} no-op jobs ({n // 2} for the forking worker; `bench.jobs.noop`) queued on `{QUEUE}` in one pipeline, then one "
+            "`rq worker --burst` process per worker class on the same Redis. Rate = jobs / "
+            "(last job's end − first job's start) from RQ's own timestamps."
+        ),
     )
     rows = []
     for label, worker_class in WORKERS.items():
@@ -81,6 +96,8 @@ def run(ctx: Context) -> Section:
         ctx.metrics[f"rq.{key}_jobs_per_s"] = rate
         rows.append([label, done, rate, 1000 / rate, wall])
     section.tables.append(Table(["worker", "jobs", "jobs/s", "ms/job", "wall s"], rows))
-    section.notes.append(f"Python {sys.version.split()[0]}; the faster of the two is the baseline "
-                         "the reminder burst is compared with.")
+    section.notes.append(
+        f"Python {sys.version.split()[0]}; the faster of the two is the baseline "
+        "the reminder burst is compared with."
+    )
     return section

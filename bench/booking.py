@@ -25,23 +25,41 @@ AGENTS = 20
 def _world(db):
     from gateway.models import Agent, ApiToken, Lieu, Motif, OpeningHours, Organisation
 
-    org = Organisation(name="Bench", timezone="Europe/Paris", phone="+33321000000", sms_sender="Lapin")
+    org = Organisation(
+        name="Bench", timezone="Europe/Paris", phone="+33321000000", sms_sender="Lapin"
+    )
     db.session.add(org)
     db.session.flush()
-    lieu = Lieu(organisation_id=org.id, name="MDS Calais", address="12 rue X, Calais", phone="+33321000001")
-    motif = Motif(organisation_id=org.id, name="Consultation PMI", service="PMI", duration_minutes=30)
+    lieu = Lieu(
+        organisation_id=org.id, name="MDS Calais", address="12 rue X, Calais", phone="+33321000001"
+    )
+    motif = Motif(
+        organisation_id=org.id, name="Consultation PMI", service="PMI", duration_minutes=30
+    )
     db.session.add_all([lieu, motif])
     db.session.flush()
     for i in range(AGENTS):
-        agent = Agent(organisation_id=org.id, email=f"agent{i}@bench.invalid", first_name="Agent",
-                      last_name=f"N{i}")
+        agent = Agent(
+            organisation_id=org.id,
+            email=f"agent{i}@bench.invalid",
+            first_name="Agent",
+            last_name=f"N{i}",
+        )
         db.session.add(agent)
         db.session.flush()
         for weekday in range(7):
             for start, end in ((clock(9), clock(12)), (clock(14), clock(17))):
-                db.session.add(OpeningHours(organisation_id=org.id, agent_id=agent.id, lieu_id=lieu.id,
-                                            weekday=weekday, start_time=start, end_time=end,
-                                            motifs=[motif]))
+                db.session.add(
+                    OpeningHours(
+                        organisation_id=org.id,
+                        agent_id=agent.id,
+                        lieu_id=lieu.id,
+                        weekday=weekday,
+                        start_time=start,
+                        end_time=end,
+                        motifs=[motif],
+                    )
+                )
     token_row, token = ApiToken.issue(org.id, "bench")
     db.session.add(token_row)
     db.session.commit()
@@ -53,8 +71,11 @@ def run(ctx: Context) -> Section:
     searches = ctx.scale(20, 5)
     reset_schema(ctx)
     app = make_app(ctx, QUIET_HOURS="20:00-08:00", REMINDER_OFFSETS="48h", RATELIMIT_ENABLED=False)
-    section = Section(NAME, "Booking: rdv creation and slot search",
-                      method=__doc__.split("\n\n", 1)[1].replace("\n", " "))
+    section = Section(
+        NAME,
+        "Booking: rdv creation and slot search",
+        method=__doc__.split("\n\n", 1)[1].replace("\n", " "),
+    )
     with app.app_context():
         from gateway.extensions import db
         from gateway.models import Message
@@ -66,14 +87,23 @@ def run(ctx: Context) -> Section:
         headers = {"Authorization": f"Bearer {token}"}
         usager_ids = []
         for i in range(bookings):
-            response = client.post("/api/v1/usagers", headers=headers, json={
-                "first_name": "Léa", "last_name": f"Dupont{i}", "phone": f"06 12 {i // 10000:02d} "
-                f"{(i // 100) % 100:02d} {i % 100:02d}", "email": f"lea{i}@example.org"})
+            response = client.post(
+                "/api/v1/usagers",
+                headers=headers,
+                json={
+                    "first_name": "Léa",
+                    "last_name": f"Dupont{i}",
+                    "phone": f"06 12 {i // 10000:02d} {(i // 100) % 100:02d} {i % 100:02d}",
+                    "email": f"lea{i}@example.org",
+                },
+            )
             assert response.status_code == 201, response.get_data(as_text=True)
             usager_ids.append(response.get_json()["id"])
         now = utcnow()
         # Three days ahead, so the 48 h reminders are planned too.
-        slots = free_slots(org, motif, now + timedelta(days=3), now + timedelta(days=31), lieu_id=lieu.id)
+        slots = free_slots(
+            org, motif, now + timedelta(days=3), now + timedelta(days=31), lieu_id=lieu.id
+        )
         if len(slots) < bookings:
             raise RuntimeError(f"only {len(slots)} free slots for {bookings} bookings")
         step = len(slots) // bookings
@@ -82,13 +112,20 @@ def run(ctx: Context) -> Section:
 
         book_times = []
         for usager_id, slot in zip(usager_ids, chosen, strict=True):
-            payload = {"motif_id": motif.id, "lieu_id": lieu.id, "agent_id": slot.agent_id,
-                       "usager_id": usager_id, "starts_at": slot.starts_at.isoformat()}
+            payload = {
+                "motif_id": motif.id,
+                "lieu_id": lieu.id,
+                "agent_id": slot.agent_id,
+                "usager_id": usager_id,
+                "starts_at": slot.starts_at.isoformat(),
+            }
             started = time.perf_counter()
             response = client.post("/api/v1/rdvs", headers=headers, json=payload)
             book_times.append(time.perf_counter() - started)
             if response.status_code != 201:
-                raise RuntimeError(f"booking refused: {response.status_code} {response.get_data(as_text=True)}")
+                raise RuntimeError(
+                    f"booking refused: {response.status_code} {response.get_data(as_text=True)}"
+                )
         messages = db.session.query(Message).count()
         db.session.remove()
 
@@ -97,18 +134,31 @@ def run(ctx: Context) -> Section:
         search_times, found = [], 0
         for _ in range(searches):
             started = time.perf_counter()
-            response = client.get(f"/api/v1/slots?motif_id={motif.id}&lieu_id={lieu.id}"
-                                  f"&from={start}&to={end}", headers=headers)
+            response = client.get(
+                f"/api/v1/slots?motif_id={motif.id}&lieu_id={lieu.id}&from={start}&to={end}",
+                headers=headers,
+            )
             search_times.append(time.perf_counter() - started)
             assert response.status_code == 200, response.get_data(as_text=True)
             found = len(response.get_json()["items"])
         db.session.remove()
         db.engine.dispose()
     ctx.metrics["booking.p50_ms"] = sorted(book_times)[len(book_times) // 2] * 1000
-    section.tables.append(Table(LATENCY_HEADERS + ["detail"], [
-        latency_row("POST /api/v1/rdvs", book_times,
-                    [f"{messages} messages planned ({messages / bookings:.1f} per rdv)"]),
-        latency_row("GET /api/v1/slots (4 weeks)", search_times,
-                    [f"{found} free slots, {AGENTS} agents, {bookings} rdvs booked"]),
-    ]))
+    section.tables.append(
+        Table(
+            LATENCY_HEADERS + ["detail"],
+            [
+                latency_row(
+                    "POST /api/v1/rdvs",
+                    book_times,
+                    [f"{messages} messages planned ({messages / bookings:.1f} per rdv)"],
+                ),
+                latency_row(
+                    "GET /api/v1/slots (4 weeks)",
+                    search_times,
+                    [f"{found} free slots, {AGENTS} agents, {bookings} rdvs booked"],
+                ),
+            ],
+        )
+    )
     return section

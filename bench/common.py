@@ -48,17 +48,22 @@ class NotAvailable(Exception):
 
 
 def database_url() -> str:
-    url = (os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-           or DEFAULT_DATABASE_URL)
+    url = (
+        os.environ.get("BENCH_DATABASE_URL")
+        or os.environ.get("TEST_DATABASE_URL")
+        or DEFAULT_DATABASE_URL
+    )
     if url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url[len("postgres://"):]
+        url = "postgresql+psycopg://" + url[len("postgres://") :]
     elif url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
 def redis_url() -> str:
-    return os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    return (
+        os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    )
 
 
 @dataclass
@@ -130,8 +135,14 @@ def percentile(values: list[float], p: float) -> float:
 def latency_row(label: str, seconds: list[float], extra: list[Any] | None = None) -> list[Any]:
     """[label, n, p50 ms, p95 ms, p99 ms, mean ms] (+ extra)."""
     ms = [s * 1000 for s in seconds]
-    return [label, len(ms), percentile(ms, 50), percentile(ms, 95), percentile(ms, 99),
-            statistics.fmean(ms) if ms else None] + (extra or [])
+    return [
+        label,
+        len(ms),
+        percentile(ms, 50),
+        percentile(ms, 95),
+        percentile(ms, 99),
+        statistics.fmean(ms) if ms else None,
+    ] + (extra or [])
 
 
 LATENCY_HEADERS = ["", "n", "p50 ms", "p95 ms", "p99 ms", "mean ms"]
@@ -146,8 +157,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05,
-             what: str = "condition") -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, interval: float = 0.05, what: str = "condition"
+) -> None:
     """Poll ``predicate`` until true; RuntimeError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -166,21 +178,23 @@ def port_open(port: int) -> bool:
 def gateway_env(ctx: Context, **extra: str) -> dict[str, str]:
     """Environment for gateway processes (gunicorn, ``gateway worker``) in a benchmark."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "VONAGE_", "SMTP_"))}
-    env.update({
-        "DATABASE_URL": ctx.database_url,
-        "REDIS_URL": ctx.redis_url,
-        "SECRET_KEY": "bench-secret-key",
-        "GATEWAY_INSTANCE_PATH": str(ctx.workdir / "instance"),
-        "SMS_PROVIDERS": "twilio",
-        "EMAIL_PROVIDER": "simulator",
-        "TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
-        "TWILIO_FROM": TWILIO_FROM,
-        # Reminders must go whatever the hour the benchmark runs at.
-        "QUIET_HOURS": "none",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-    })
+    env.update(
+        {
+            "DATABASE_URL": ctx.database_url,
+            "REDIS_URL": ctx.redis_url,
+            "SECRET_KEY": "bench-secret-key",
+            "GATEWAY_INSTANCE_PATH": str(ctx.workdir / "instance"),
+            "SMS_PROVIDERS": "twilio",
+            "EMAIL_PROVIDER": "simulator",
+            "TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+            "TWILIO_FROM": TWILIO_FROM,
+            # Reminders must go whatever the hour the benchmark runs at.
+            "QUIET_HOURS": "none",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        }
+    )
     env.update(extra)
     return env
 
@@ -197,8 +211,9 @@ def bin_path(name: str) -> str:
 
 
 @contextlib.contextmanager
-def process(args: list[str], env: dict[str, str] | None, log_name: str, ctx: Context,
-            cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
+def process(
+    args: list[str], env: dict[str, str] | None, log_name: str, ctx: Context, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen]:
     """Run a subprocess for the duration of the block; its output goes to a log file.
 
     On exit it gets SIGTERM, then SIGKILL after 10 s; its whole process group
@@ -206,8 +221,9 @@ def process(args: list[str], env: dict[str, str] | None, log_name: str, ctx: Con
     """
     log_path = ctx.workdir / f"{log_name}.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             yield proc
         finally:
@@ -235,26 +251,51 @@ def log_tail(ctx: Context, log_name: str, lines: int = 20) -> str:
 
 
 @contextlib.contextmanager
-def gunicorn(ctx: Context, app_spec: str, env: dict[str, str], log_name: str,
-             ready_path: str = "/", port: int | None = None) -> Iterator[int]:
+def gunicorn(
+    ctx: Context,
+    app_spec: str,
+    env: dict[str, str],
+    log_name: str,
+    ready_path: str = "/",
+    port: int | None = None,
+) -> Iterator[int]:
     """Serve ``app_spec`` with the Procfile's gunicorn settings (on a free port); yields the port."""
     port = port or free_port()
     # The access log names the worker that served each request (<pid>), so that the
     # load starts only once every worker has loaded the app.
-    args = [sys.executable, "-m", "gunicorn", app_spec, "--bind", f"127.0.0.1:{port}",
-            "--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS),
-            "--access-logfile", "-", "--access-logformat", '%(p)s %(h)s "%(r)s" %(s)s']
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app_spec,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(GUNICORN_WORKERS),
+        "--threads",
+        str(GUNICORN_THREADS),
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        '%(p)s %(h)s "%(r)s" %(s)s',
+    ]
     log_path = ctx.workdir / f"{log_name}.log"
     start = log_path.stat().st_size if log_path.exists() else 0
     with process(args, env, log_name, ctx) as proc:
+
         def ready() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({proc.returncode}):\n{log_tail(ctx, log_name)}")
+                raise RuntimeError(
+                    f"gunicorn exited ({proc.returncode}):\n{log_tail(ctx, log_name)}"
+                )
             return port_open(port)
 
         wait_for(ready, 60, what=f"gunicorn {app_spec}")
-        wait_for(lambda: _workers_serving(port, ready_path, log_path, start) >= GUNICORN_WORKERS, 60,
-                 what=f"all {GUNICORN_WORKERS} gunicorn workers of {app_spec}")
+        wait_for(
+            lambda: _workers_serving(port, ready_path, log_path, start) >= GUNICORN_WORKERS,
+            60,
+            what=f"all {GUNICORN_WORKERS} gunicorn workers of {app_spec}",
+        )
         yield port
 
 
@@ -290,7 +331,9 @@ def check_throwaway(url: str) -> None:
         raise SystemExit(f"benchmarks need PostgreSQL, got {parsed.get_backend_name()}")
     name = parsed.database or ""
     if "bench" not in name and "test" not in name:
-        raise SystemExit(f"refusing to wipe database {name!r}: its name must contain 'bench' or 'test'")
+        raise SystemExit(
+            f"refusing to wipe database {name!r}: its name must contain 'bench' or 'test'"
+        )
 
 
 def ensure_database(url: str) -> None:
@@ -302,8 +345,9 @@ def ensure_database(url: str) -> None:
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                 {"n": parsed.database})
+            exists = conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}
+            )
             if not exists:
                 conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
     finally:

@@ -61,8 +61,12 @@ class Stats:
         self.callbacks: set[str] = set()
 
     def as_json(self) -> dict:
-        return {"requests": self.requests, "messages": self.messages,
-                "distinct": len(self.callbacks), "errors": self.errors}
+        return {
+            "requests": self.requests,
+            "messages": self.messages,
+            "distinct": len(self.callbacks),
+            "errors": self.errors,
+        }
 
 
 def _message_json(account_sid: str, form: dict[str, str]) -> dict:
@@ -87,7 +91,9 @@ def _message_json(account_sid: str, form: dict[str, str]) -> dict:
         "price_unit": "EUR",
         "sid": sid,
         "status": "queued",
-        "subresource_uris": {"media": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}/Media.json"},
+        "subresource_uris": {
+            "media": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}/Media.json"
+        },
         "to": form.get("To"),
         "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
     }
@@ -95,16 +101,26 @@ def _message_json(account_sid: str, form: dict[str, str]) -> dict:
 
 def _response(status: int, reason: str, payload: dict, keep_alive: bool) -> bytes:
     body = json.dumps(payload).encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+    )
     return head.encode() + body
 
 
 def _error(status: int, reason: str, code: int, message: str, keep_alive: bool) -> bytes:
-    return _response(status, reason, {"code": code, "message": message,
-                                      "more_info": f"https://www.twilio.com/docs/errors/{code}",
-                                      "status": status}, keep_alive)
+    return _response(
+        status,
+        reason,
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        keep_alive,
+    )
 
 
 class FakeTwilio:
@@ -131,7 +147,9 @@ class FakeTwilio:
                         headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length") or 0)
                 body = await reader.readexactly(length) if length else b""
-                keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+                keep_alive = (
+                    headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+                )
                 writer.write(await self.respond(method, target, headers, body, keep_alive))
                 await writer.drain()
                 if not keep_alive:
@@ -142,8 +160,9 @@ class FakeTwilio:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def respond(self, method: str, target: str, headers: dict, body: bytes,
-                      keep_alive: bool) -> bytes:
+    async def respond(
+        self, method: str, target: str, headers: dict, body: bytes, keep_alive: bool
+    ) -> bytes:
         self.stats.requests += 1
         path = target.split("?", 1)[0]
         if method == "GET" and path == "/_stats":
@@ -151,7 +170,9 @@ class FakeTwilio:
         match = _PATH.match(path)
         if method != "POST" or not match:
             self.stats.errors += 1
-            return _error(404, "Not Found", 20404, "The requested resource was not found", keep_alive)
+            return _error(
+                404, "Not Found", 20404, "The requested resource was not found", keep_alive
+            )
         account_sid = match.group(1)
         if not _authorised(headers.get("authorization", ""), account_sid):
             self.stats.errors += 1
@@ -163,7 +184,9 @@ class FakeTwilio:
         if self.delay:
             await asyncio.sleep(self.delay)
         self.stats.messages += 1
-        self.stats.callbacks.add(form.get("StatusCallback") or (form["To"] + "\0" + form.get("Body", "")))
+        self.stats.callbacks.add(
+            form.get("StatusCallback") or (form["To"] + "\0" + form.get("Body", ""))
+        )
         return _response(201, "Created", _message_json(account_sid, form), keep_alive)
 
 

@@ -22,10 +22,16 @@ def run(ctx: Context) -> Section:
     auth = base64.b64encode(f"{TWILIO_ACCOUNT_SID}:{TWILIO_AUTH_TOKEN}".encode()).decode()
     path = f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json"
     requests = [
-        loadgen.post_form(path, {"To": f"+336{i:08d}", "From": TWILIO_FROM,
-                                 "Body": "RDV PMI mar. 24/11 14h30, MDS Calais. Annuler: https://h/c/x",
-                                 "StatusCallback": f"http://127.0.0.1/webhooks/twilio/status?ref={i}"},
-                          {"Authorization": f"Basic {auth}"})
+        loadgen.post_form(
+            path,
+            {
+                "To": f"+336{i:08d}",
+                "From": TWILIO_FROM,
+                "Body": "RDV PMI mar. 24/11 14h30, MDS Calais. Annuler: https://h/c/x",
+                "StatusCallback": f"http://127.0.0.1/webhooks/twilio/status?ref={i}",
+            },
+            {"Authorization": f"Basic {auth}"},
+        )
         for i in range(n)
     ]
     with fake_twilio.running(ctx, delay=DELAY) as base_url:
@@ -35,18 +41,33 @@ def run(ctx: Context) -> Section:
     ctx.metrics["fake_twilio.rate"] = result.rate
     ms = sorted(x * 1000 for x in result.latencies)
     section = Section(
-        NAME, "Fake Twilio API capacity",
-        method=(f"{n} sends posted by the asyncio load generator over {CONCURRENCY} keep-alive "
-                f"connections to `bench/fake_twilio.py` (one asyncio process, {DELAY * 1000:.0f} ms "
-                "artificial delay per send). Ceiling with this concurrency: "
-                f"{CONCURRENCY / DELAY:,.0f} req/s."),
+        NAME,
+        "Fake Twilio API capacity",
+        method=(
+            f"{n} sends posted by the asyncio load generator over {CONCURRENCY} keep-alive "
+            f"connections to `bench/fake_twilio.py` (one asyncio process, {DELAY * 1000:.0f} ms "
+            "artificial delay per send). Ceiling with this concurrency: "
+            f"{CONCURRENCY / DELAY:,.0f} req/s."
+        ),
     )
-    section.tables.append(Table(
-        ["requests", "201", "req/s", "p50 ms", "p99 ms", "received", "distinct"],
-        [[result.count, result.statuses.get(201, 0), result.rate, ms[len(ms) // 2],
-          ms[int(len(ms) * 0.99) - 1], received["messages"], received["distinct"]]],
-    ))
+    section.tables.append(
+        Table(
+            ["requests", "201", "req/s", "p50 ms", "p99 ms", "received", "distinct"],
+            [
+                [
+                    result.count,
+                    result.statuses.get(201, 0),
+                    result.rate,
+                    ms[len(ms) // 2],
+                    ms[int(len(ms) * 0.99) - 1],
+                    received["messages"],
+                    received["distinct"],
+                ]
+            ],
+        )
+    )
     ok = result.rate > 1000 and result.statuses.get(201, 0) == n
-    section.notes.append(("Holds" if ok else "MISSES") + f" the > 1 000 req/s requirement: "
-                         f"{fmt(result.rate)} req/s.")
+    section.notes.append(
+        ("Holds" if ok else "MISSES") + f" the > 1 000 req/s requirement: {fmt(result.rate)} req/s."
+    )
     return section

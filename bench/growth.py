@@ -25,8 +25,10 @@ from . import seed
 from .common import Context, Section, Table, flush_redis, fmt, make_app, reset_schema
 
 NAME = "growth"
-DUE_SQL = ("SELECT id FROM messages WHERE status = 'scheduled' AND send_at <= :now "
-           "ORDER BY send_at, id LIMIT :limit FOR UPDATE SKIP LOCKED")
+DUE_SQL = (
+    "SELECT id FROM messages WHERE status = 'scheduled' AND send_at <= :now "
+    "ORDER BY send_at, id LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
 REPEATS = 5
 
 
@@ -40,9 +42,13 @@ def dispatch_function():
 
 
 def _reset_due(db, first: int, last: int) -> None:
-    db.session.execute(text(
-        "UPDATE messages SET status = 'scheduled', queued_at = NULL, attempts = 0 "
-        "WHERE id BETWEEN :a AND :b"), {"a": first, "b": last})
+    db.session.execute(
+        text(
+            "UPDATE messages SET status = 'scheduled', queued_at = NULL, attempts = 0 "
+            "WHERE id BETWEEN :a AND :b"
+        ),
+        {"a": first, "b": last},
+    )
     db.session.commit()
 
 
@@ -90,8 +96,11 @@ def _due_statement(captured):
     """The statement of a dispatch that reads the due rows (first one on ``messages``)."""
     for statement, parameters in captured:
         lowered = statement.lower()
-        if "messages" in lowered and "send_at" in lowered and lowered.lstrip().startswith(
-                ("select", "update", "with")):
+        if (
+            "messages" in lowered
+            and "send_at" in lowered
+            and lowered.lstrip().startswith(("select", "update", "with"))
+        ):
             return statement, parameters
     return None
 
@@ -105,8 +114,9 @@ def _explain(db, now, due: int, captured) -> tuple[str, str]:
         rows = conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters).all()
         sql = statement
     else:
-        rows = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + DUE_SQL),
-                            {"now": now, "limit": due}).all()
+        rows = conn.execute(
+            text("EXPLAIN (ANALYZE, BUFFERS) " + DUE_SQL), {"now": now, "limit": due}
+        ).all()
         sql = DUE_SQL
     db.session.rollback()
     return "\n".join(r[0] for r in rows), sql
@@ -118,8 +128,11 @@ def run(ctx: Context) -> Section:
     reset_schema(ctx)
     app = make_app(ctx)
     dispatch_due = dispatch_function()
-    section = Section(NAME, "Growth: dispatch cost per due message vs table size",
-                      method=__doc__.split("\n\n", 1)[1].replace("\n", " "))
+    section = Section(
+        NAME,
+        "Growth: dispatch cost per due message vs table size",
+        method=__doc__.split("\n\n", 1)[1].replace("\n", " "),
+    )
     rows, plans = [], {}
     with app.app_context():
         from gateway.extensions import db
@@ -128,9 +141,14 @@ def run(ctx: Context) -> Section:
         now = utcnow()
         with db.engine.begin() as conn:
             org = seed.org(conn, agents=20)
-            first, last = seed.reminders(conn, org, due, status="scheduled",
-                                         send_at=now - timedelta(minutes=5),
-                                         rdv_start=now + timedelta(days=3))
+            first, last = seed.reminders(
+                conn,
+                org,
+                due,
+                status="scheduled",
+                send_at=now - timedelta(minutes=5),
+                rdv_start=now + timedelta(days=3),
+            )
         for size in sizes:
             started = time.perf_counter()
             with db.engine.begin() as conn:
@@ -148,15 +166,41 @@ def run(ctx: Context) -> Section:
             _reset_due(db, first, last)
             plan, sql = _explain(db, now, due, captured)
             plans[size] = (plan, sql)
-            exec_ms = next((line.split(":")[1].strip() for line in plan.splitlines()
-                            if line.strip().startswith("Execution Time")), "?")
-            rows.append([size, count, "dispatch_due" if dispatch_due else "due SELECT", per * 1e6,
-                         "yes" if "ix_messages_due" in plan else "NO", exec_ms, fill])
+            exec_ms = next(
+                (
+                    line.split(":")[1].strip()
+                    for line in plan.splitlines()
+                    if line.strip().startswith("Execution Time")
+                ),
+                "?",
+            )
+            rows.append(
+                [
+                    size,
+                    count,
+                    "dispatch_due" if dispatch_due else "due SELECT",
+                    per * 1e6,
+                    "yes" if "ix_messages_due" in plan else "NO",
+                    exec_ms,
+                    fill,
+                ]
+            )
         flush_redis(ctx)
         db.engine.dispose()
-    section.tables.append(Table(
-        ["messages in table", "due", "timed", "µs per due message", "uses ix_messages_due",
-         "EXPLAIN execution", "fill s"], rows))
+    section.tables.append(
+        Table(
+            [
+                "messages in table",
+                "due",
+                "timed",
+                "µs per due message",
+                "uses ix_messages_due",
+                "EXPLAIN execution",
+                "fill s",
+            ],
+            rows,
+        )
+    )
     base, top = rows[0][3], rows[-1][3]
     ctx.metrics["growth.ratio"] = top / base if base else float("nan")
     ctx.metrics["growth.available"] = 1.0 if dispatch_due else 0.0
@@ -166,6 +210,8 @@ def run(ctx: Context) -> Section:
     section.blocks.append((f"EXPLAIN (ANALYZE, BUFFERS) at {fmt(largest)} messages", plan))
     if not dispatch_due:
         section.available = False
-        section.notes.append("`scheduler.dispatch.dispatch_due` not available yet: the figures are "
-                             "those of the due SELECT alone.")
+        section.notes.append(
+            "`scheduler.dispatch.dispatch_due` not available yet: the figures are "
+            "those of the due SELECT alone."
+        )
     return section

@@ -34,13 +34,17 @@ class LoadResult:
         return self.count / self.elapsed if self.elapsed else 0.0
 
 
-def post_form(path: str, form: dict[str, str], headers: dict[str, str] | None = None,
-              host: str = "127.0.0.1") -> bytes:
+def post_form(
+    path: str, form: dict[str, str], headers: dict[str, str] | None = None, host: str = "127.0.0.1"
+) -> bytes:
     """A raw ``POST`` of an urlencoded form, ready to write on a socket."""
     body = urlencode(form).encode()
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}",
-             "Content-Type: application/x-www-form-urlencoded",
-             f"Content-Length: {len(body)}"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/x-www-form-urlencoded",
+        f"Content-Length: {len(body)}",
+    ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 

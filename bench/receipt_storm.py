@@ -54,28 +54,44 @@ CONCURRENCY = 16
 APPLY_TIMEOUT = 120
 
 
-def callback_requests(items: list[tuple[int, str, str]], public_base_url: str,
-                      status: str = "delivered") -> list[bytes]:
+def callback_requests(
+    items: list[tuple[int, str, str]], public_base_url: str, status: str = "delivered"
+) -> list[bytes]:
     """Raw signed status callbacks for (message id, sid, recipient) items."""
     from twilio.request_validator import RequestValidator
 
     validator = RequestValidator(TWILIO_AUTH_TOKEN)
     out = []
     for message_id, sid, to in items:
-        form = {"SmsSid": sid, "SmsStatus": status, "MessageStatus": status, "To": to,
-                "MessageSid": sid, "AccountSid": TWILIO_ACCOUNT_SID, "From": TWILIO_FROM,
-                "ApiVersion": "2010-04-01", "RawDlrDoneDate": "2611221000"}
+        form = {
+            "SmsSid": sid,
+            "SmsStatus": status,
+            "MessageStatus": status,
+            "To": to,
+            "MessageSid": sid,
+            "AccountSid": TWILIO_ACCOUNT_SID,
+            "From": TWILIO_FROM,
+            "ApiVersion": "2010-04-01",
+            "RawDlrDoneDate": "2611221000",
+        }
         path = f"{PATH}?ref={message_id}"
         signature = validator.compute_signature(public_base_url + path, form)
-        out.append(loadgen.post_form(path, form, {"X-Twilio-Signature": signature,
-                                                  "User-Agent": "TwilioProxy/1.1"}))
+        out.append(
+            loadgen.post_form(
+                path, form, {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"}
+            )
+        )
     return out
 
 
 def _applied(engine, first: int, last: int) -> int:
     with engine.connect() as conn:
-        return conn.scalar(text("SELECT count(*) FROM messages WHERE id BETWEEN :a AND :b "
-                                "AND status = 'delivered'"), {"a": first, "b": last})
+        return conn.scalar(
+            text(
+                "SELECT count(*) FROM messages WHERE id BETWEEN :a AND :b AND status = 'delivered'"
+            ),
+            {"a": first, "b": last},
+        )
 
 
 def run(ctx: Context) -> Section:
@@ -89,11 +105,22 @@ def run(ctx: Context) -> Section:
     with engine.begin() as conn:
         now_row = conn.scalar(text("SELECT now()"))
         org = seed.org(conn, agents=100)
-        first, last = seed.reminders(conn, org, warm + n, status="sent",
-                                     send_at=now_row - timedelta(minutes=5),
-                                     rdv_start=now_row + timedelta(days=2), provider="twilio")
-        rows = conn.execute(text("SELECT id, provider_message_id, recipient FROM messages "
-                                 "WHERE id BETWEEN :a AND :b ORDER BY id"), {"a": first, "b": last}).all()
+        first, last = seed.reminders(
+            conn,
+            org,
+            warm + n,
+            status="sent",
+            send_at=now_row - timedelta(minutes=5),
+            rdv_start=now_row + timedelta(days=2),
+            provider="twilio",
+        )
+        rows = conn.execute(
+            text(
+                "SELECT id, provider_message_id, recipient FROM messages "
+                "WHERE id BETWEEN :a AND :b ORDER BY id"
+            ),
+            {"a": first, "b": last},
+        ).all()
     items = [tuple(r) for r in rows]
     warm_items, storm_items = items[:warm], items[warm:]
     port = free_port()
@@ -101,8 +128,9 @@ def run(ctx: Context) -> Section:
     env = gateway_env(ctx, PUBLIC_BASE_URL=base)
     section = Section(NAME, TITLE, method=__doc__.split("\n\n", 1)[1].replace("\n", " "))
     worker_args = [bin_path("gateway"), "worker"] if has_cli_command(app, "worker") else None
-    with gunicorn(ctx, "gateway:create_app()", env, "gunicorn-gateway", ready_path="/health",
-                  port=port):
+    with gunicorn(
+        ctx, "gateway:create_app()", env, "gunicorn-gateway", ready_path="/health", port=port
+    ):
         worker = process(worker_args, env, "receipts-worker", ctx) if worker_args else None
         with worker if worker else contextlib.nullcontext():
             loadgen.run(port, callback_requests(warm_items, base), concurrency=CONCURRENCY)
@@ -125,17 +153,30 @@ def run(ctx: Context) -> Section:
     if applied == n:
         ctx.metrics["receipts.per_s"] = rate
     statuses = ", ".join(f"{s}: {c}" for s, c in sorted(result.statuses.items()))
-    section.tables.append(Table(LATENCY_HEADERS + ["HTTP req/s", "applied", "receipts/s"], [
-        latency_row(f"gateway, {CONCURRENCY} connections", result.latencies,
-                    [result.rate, applied, rate]),
-    ]))
-    section.notes.append(f"HTTP statuses: {statuses}; connection errors: {result.errors}; "
-                         f"{ok} answered 2xx; delivery events recorded: {events} "
-                         f"(including {warm} warm-up receipts).")
-    section.notes.append(f"gunicorn --workers {GUNICORN_WORKERS} --threads {GUNICORN_THREADS}"
-                         + ("; one `gateway worker` running" if worker_args else
-                            "; no `gateway worker` command yet"))
+    section.tables.append(
+        Table(
+            LATENCY_HEADERS + ["HTTP req/s", "applied", "receipts/s"],
+            [
+                latency_row(
+                    f"gateway, {CONCURRENCY} connections",
+                    result.latencies,
+                    [result.rate, applied, rate],
+                ),
+            ],
+        )
+    )
+    section.notes.append(
+        f"HTTP statuses: {statuses}; connection errors: {result.errors}; "
+        f"{ok} answered 2xx; delivery events recorded: {events} "
+        f"(including {warm} warm-up receipts)."
+    )
+    section.notes.append(
+        f"gunicorn --workers {GUNICORN_WORKERS} --threads {GUNICORN_THREADS}"
+        + ("; one `gateway worker` running" if worker_args else "; no `gateway worker` command yet")
+    )
     if applied < n:
-        section.notes.append(f"Only {applied} of {n} messages were `delivered` {APPLY_TIMEOUT} s "
-                             "after the storm: receipts are not (all) applied.")
+        section.notes.append(
+            f"Only {applied} of {n} messages were `delivered` {APPLY_TIMEOUT} s "
+            "after the storm: receipts are not (all) applied."
+        )
     return section

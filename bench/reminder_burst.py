@@ -45,9 +45,10 @@ STALL_TIMEOUT = 30  # give up when nothing more is sent for this long
 
 
 def _counts(db, first: int, last: int) -> dict[str, int]:
-    rows = db.session.execute(text(
-        "SELECT status, count(*) FROM messages WHERE id BETWEEN :a AND :b GROUP BY status"),
-        {"a": first, "b": last}).all()
+    rows = db.session.execute(
+        text("SELECT status, count(*) FROM messages WHERE id BETWEEN :a AND :b GROUP BY status"),
+        {"a": first, "b": last},
+    ).all()
     db.session.rollback()
     return {status: count for status, count in rows}
 
@@ -72,21 +73,32 @@ def _one_run(ctx: Context, app, dispatch_due, workers: int, n: int, time_limit: 
     with app.app_context():
         with db.engine.begin() as conn:
             org = seed.org(conn, agents=100)
-            first, last = seed.reminders(conn, org, n, status="scheduled", send_at=seed.at_minute(now),
-                                         rdv_start=now + timedelta(days=3))
+            first, last = seed.reminders(
+                conn,
+                org,
+                n,
+                status="scheduled",
+                send_at=seed.at_minute(now),
+                rdv_start=now + timedelta(days=3),
+            )
         db.engine.dispose()
     with ExitStack() as stack:
         base_url = stack.enter_context(fake_twilio.running(ctx, delay=DELAY))
         env = gateway_env(ctx, TWILIO_API_BASE_URL=base_url, PUBLIC_BASE_URL="http://127.0.0.1:9")
-        procs = [stack.enter_context(process([bin_path("gateway"), "worker"], env,
-                                             f"burst-worker-{workers}-{i}", ctx))
-                 for i in range(workers)]
+        procs = [
+            stack.enter_context(
+                process([bin_path("gateway"), "worker"], env, f"burst-worker-{workers}-{i}", ctx)
+            )
+            for i in range(workers)
+        ]
 
         def ready() -> bool:
             for i, proc in enumerate(procs):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"gateway worker exited ({proc.returncode}):\n"
-                                       + log_tail(ctx, f"burst-worker-{workers}-{i}"))
+                    raise RuntimeError(
+                        f"gateway worker exited ({proc.returncode}):\n"
+                        + log_tail(ctx, f"burst-worker-{workers}-{i}")
+                    )
             return _rq_workers(ctx) >= workers
 
         wait_for(ready, 60, interval=0.2, what=f"{workers} RQ workers to register")
@@ -120,9 +132,18 @@ def _one_run(ctx: Context, app, dispatch_due, workers: int, n: int, time_limit: 
     rate = sent / elapsed if elapsed else 0.0
     if sent == n:
         ctx.metrics[f"burst.sms_per_s.{workers}"] = rate
-    return [workers, n, dispatched, dispatch_s, elapsed if sent == n else None, sent, rate,
-            received["messages"], received["messages"] - received["distinct"],
-            ", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "—"]
+    return [
+        workers,
+        n,
+        dispatched,
+        dispatch_s,
+        elapsed if sent == n else None,
+        sent,
+        rate,
+        received["messages"],
+        received["messages"] - received["distinct"],
+        ", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "—",
+    ]
 
 
 def run(ctx: Context) -> Section:
@@ -134,15 +155,34 @@ def run(ctx: Context) -> Section:
         raise NotAvailable("no `gateway worker` command (pipeline not merged)")
     n = ctx.scale(20_000, 2000)
     time_limit = ctx.scale(100, 45)
-    section = Section(NAME, TITLE if not ctx.quick else TITLE.replace("20 000", f"{n:,}"),
-                      method=__doc__.split("\n\n", 1)[1].replace("\n", " "))
+    section = Section(
+        NAME,
+        TITLE if not ctx.quick else TITLE.replace("20 000", f"{n:,}"),
+        method=__doc__.split("\n\n", 1)[1].replace("\n", " "),
+    )
     rows = [_one_run(ctx, app, dispatch_due, k, n, time_limit) for k in WORKER_COUNTS]
-    section.tables.append(Table(
-        ["workers", "reminders", "dispatched", "dispatch s", "to all sent s", "sent", "SMS/s",
-         "fake received", "duplicates", "other statuses"], rows))
+    section.tables.append(
+        Table(
+            [
+                "workers",
+                "reminders",
+                "dispatched",
+                "dispatch s",
+                "to all sent s",
+                "sent",
+                "SMS/s",
+                "fake received",
+                "duplicates",
+                "other statuses",
+            ],
+            rows,
+        )
+    )
     for row in rows:
         if row[5] < n:
-            section.notes.append(f"{row[0]} worker(s): only {row[5]} of {n} sent before the "
-                                 f"{time_limit} s limit or a {STALL_TIMEOUT} s stall; SMS/s is "
-                                 "what was sent over the time waited.")
+            section.notes.append(
+                f"{row[0]} worker(s): only {row[5]} of {n} sent before the "
+                f"{time_limit} s limit or a {STALL_TIMEOUT} s stall; SMS/s is "
+                "what was sent over the time waited."
+            )
     return section

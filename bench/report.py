@@ -44,9 +44,14 @@ def machine(ctx: Context) -> list[tuple[str, str]]:
     ram = f"{int(mem_kb.split()[0]) / 1024 / 1024:.1f} GiB" if mem_kb else "?"
     os_name = platform.platform()
     try:
-        pretty = next((line.split("=", 1)[1].strip('"') for line in
-                       Path("/etc/os-release").read_text().splitlines()
-                       if line.startswith("PRETTY_NAME=")), None)
+        pretty = next(
+            (
+                line.split("=", 1)[1].strip('"')
+                for line in Path("/etc/os-release").read_text().splitlines()
+                if line.startswith("PRETTY_NAME=")
+            ),
+            None,
+        )
     except OSError:
         pretty = None
     engine = create_engine(ctx.database_url)
@@ -81,28 +86,54 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def goals(metrics: dict[str, float]) -> list[Goal]:
     """The issue's goals, from the figures of this run."""
     out = []
-    best_sms = max((metrics[k] for k in ("burst.sms_per_s.1", "burst.sms_per_s.2") if k in metrics),
-                   default=None)
-    out.append(Goal("Reminder burst: SMS/s on this machine", "≥ 500 SMS/s",
-                    f"{fmt(best_sms)} SMS/s (best of 1 and 2 workers)" if best_sms else "not available yet",
-                    None if best_sms is None else best_sms >= 500))
-    rq = max((metrics[k] for k in ("rq.simple_jobs_per_s", "rq.fork_jobs_per_s") if k in metrics),
-             default=None)
+    best_sms = max(
+        (metrics[k] for k in ("burst.sms_per_s.1", "burst.sms_per_s.2") if k in metrics),
+        default=None,
+    )
+    out.append(
+        Goal(
+            "Reminder burst: SMS/s on this machine",
+            "≥ 500 SMS/s",
+            f"{fmt(best_sms)} SMS/s (best of 1 and 2 workers)" if best_sms else "not available yet",
+            None if best_sms is None else best_sms >= 500,
+        )
+    )
+    rq = max(
+        (metrics[k] for k in ("rq.simple_jobs_per_s", "rq.fork_jobs_per_s") if k in metrics),
+        default=None,
+    )
     ratio = _ratio(best_sms, rq)
-    out.append(Goal("Reminder burst vs RQ no-op jobs/s", "≥ 2×",
-                    f"{ratio:.2f}× ({fmt(best_sms)} SMS/s vs {fmt(rq)} jobs/s)" if ratio else
-                    ("not available yet" if best_sms is None else "baseline not run"),
-                    None if ratio is None else ratio >= 2))
+    out.append(
+        Goal(
+            "Reminder burst vs RQ no-op jobs/s",
+            "≥ 2×",
+            f"{ratio:.2f}× ({fmt(best_sms)} SMS/s vs {fmt(rq)} jobs/s)"
+            if ratio
+            else ("not available yet" if best_sms is None else "baseline not run"),
+            None if ratio is None else ratio >= 2,
+        )
+    )
     receipts, bare = metrics.get("receipts.per_s"), metrics.get("flask.per_s")
     ratio = _ratio(receipts, bare)
-    measured = (f"{ratio * 100:.0f} % ({fmt(receipts)} vs {fmt(bare)} req/s)" if ratio else
-                ("not available yet" if receipts is None else "baseline not run"))
+    measured = (
+        f"{ratio * 100:.0f} % ({fmt(receipts)} vs {fmt(bare)} req/s)"
+        if ratio
+        else ("not available yet" if receipts is None else "baseline not run")
+    )
     floor = _ratio(metrics.get("flask.insert_per_s"), bare)
     if ratio and floor:
-        measured += (f"; the bare endpoint with one INSERT per request: {floor * 100:.0f} % "
-                     f"({fmt(metrics['flask.insert_per_s'])} req/s)")
-    out.append(Goal("Receipt storm vs bare Flask endpoint", "≥ 40 %", measured,
-                    None if ratio is None else ratio >= 0.40))
+        measured += (
+            f"; the bare endpoint with one INSERT per request: {floor * 100:.0f} % "
+            f"({fmt(metrics['flask.insert_per_s'])} req/s)"
+        )
+    out.append(
+        Goal(
+            "Receipt storm vs bare Flask endpoint",
+            "≥ 40 %",
+            measured,
+            None if ratio is None else ratio >= 0.40,
+        )
+    )
     growth = metrics.get("growth.ratio")
     available = metrics.get("growth.available")
     if growth is None:
@@ -111,8 +142,14 @@ def goals(metrics: dict[str, float]) -> list[Goal]:
         measured, met = (f"{growth:.2f}× (due SELECT only: dispatch_due not available yet)", None)
     else:
         measured, met = f"{growth:.2f}× from the smallest to the largest table", growth <= 1.5
-    out.append(Goal("Growth: dispatch cost per due message stays flat", "≤ 1.5× from 10 000 to 1 000 000",
-                    measured, met))
+    out.append(
+        Goal(
+            "Growth: dispatch cost per due message stays flat",
+            "≤ 1.5× from 10 000 to 1 000 000",
+            measured,
+            met,
+        )
+    )
     return out
 
 
@@ -125,13 +162,18 @@ def _verdict(goal: Goal) -> str:
 
 def text_table(headers: list[str], rows: list[list]) -> str:
     cells = [[fmt(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     for raw, row in zip(rows, cells, strict=True):
-        out.append("  ".join(c.rjust(w) if isinstance(v, int | float) else c.ljust(w)
-                             for v, c, w in zip(raw, row, widths, strict=True)))
+        out.append(
+            "  ".join(
+                c.rjust(w) if isinstance(v, int | float) else c.ljust(w)
+                for v, c, w in zip(raw, row, widths, strict=True)
+            )
+        )
     return "\n".join(out)
 
 
@@ -146,8 +188,12 @@ def print_section(section: Section) -> None:
 
 def print_goals(items: list[Goal]) -> None:
     print("\n== Goals")
-    print(text_table(["goal", "target", "measured", "verdict"],
-                     [[g.name, g.target, g.measured, _verdict(g)] for g in items]))
+    print(
+        text_table(
+            ["goal", "target", "measured", "verdict"],
+            [[g.name, g.target, g.measured, _verdict(g)] for g in items],
+        )
+    )
 
 
 # ---------------------------------------------------------------- markdown
@@ -162,14 +208,22 @@ def _md_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def markdown(ctx: Context, sections: list[Section], items: list[Goal],
-             machine_rows: list[tuple[str, str]], command: str, seconds: float) -> str:
+def markdown(
+    ctx: Context,
+    sections: list[Section],
+    items: list[Goal],
+    machine_rows: list[tuple[str, str]],
+    command: str,
+    seconds: float,
+) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         "# Benchmarks",
         "",
-        (f"Written by `{command}` on {date} ({seconds / 60:.1f} minutes). Do not edit by hand: "
-        "run `make bench` again (see the README's \"Benchmarks\" section)."),
+        (
+            f"Written by `{command}` on {date} ({seconds / 60:.1f} minutes). Do not edit by hand: "
+            'run `make bench` again (see the README\'s "Benchmarks" section).'
+        ),
         "",
         "## Machine",
         "",
@@ -177,13 +231,17 @@ def markdown(ctx: Context, sections: list[Section], items: list[Goal],
         "",
         "## Goals",
         "",
-        _md_table(["goal", "target", "measured", "verdict"],
-                  [[g.name, g.target, g.measured, _verdict(g)] for g in items]),
+        _md_table(
+            ["goal", "target", "measured", "verdict"],
+            [[g.name, g.target, g.measured, _verdict(g)] for g in items],
+        ),
         "",
     ]
     if any(g.met is False for g in items):
-        out += ["A goal marked MISSED is analysed in the README (\"Benchmarks\": what misses and why).",
-                ""]
+        out += [
+            'A goal marked MISSED is analysed in the README ("Benchmarks": what misses and why).',
+            "",
+        ]
     if ctx.quick:
         out += ["**Quick run (`--quick`): reduced sizes, not the recorded figures.**", ""]
     for section in sections:

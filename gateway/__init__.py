@@ -28,16 +28,22 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(config.from_environment(app.instance_path))
     if test_config:
         app.config.update(test_config)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from .log_privacy import install_log_masking
 
     install_log_masking()
 
     from .extensions import csrf, db, limiter, login_manager
 
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", config.engine_options(
-        app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_CONNECT_TIMEOUT"]))
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS",
+        config.engine_options(
+            app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_CONNECT_TIMEOUT"]
+        ),
+    )
     db.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

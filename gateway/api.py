@@ -37,9 +37,14 @@ def _authenticate():
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError("Jeton d'API manquant : en-tête Authorization: Bearer <jeton>.",
-                       code="unauthorized", status=401)
-    api_token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token.strip())))
+        raise ApiError(
+            "Jeton d'API manquant : en-tête Authorization: Bearer <jeton>.",
+            code="unauthorized",
+            status=401,
+        )
+    api_token = db.session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token.strip()))
+    )
     if api_token is None:
         raise ApiError("Jeton d'API invalide.", code="unauthorized", status=401)
     now = utcnow()
@@ -57,37 +62,55 @@ def _json_body() -> dict:
         # json.loads gives up on deeply nested arrays with RecursionError, not ValueError.
         data = None
     if not isinstance(data, dict):
-        raise ApiError("Le corps de la requête doit être un objet JSON.", code="bad_request", status=400)
+        raise ApiError(
+            "Le corps de la requête doit être un objet JSON.", code="bad_request", status=400
+        )
     if unstorable(data):
-        raise ApiError("Le corps de la requête contient un caractère invalide (NUL ou UTF-16 isolé).",
-                       code="bad_request", status=400)
+        raise ApiError(
+            "Le corps de la requête contient un caractère invalide (NUL ou UTF-16 isolé).",
+            code="bad_request",
+            status=400,
+        )
     return data
 
 
 def _int_param(value, name: str, required: bool = True):
     if value is None or value == "":
         if required:
-            raise ValidationFailed(f"Paramètre « {name} » obligatoire.", fields={name: "Obligatoire."})
+            raise ValidationFailed(
+                f"Paramètre « {name} » obligatoire.", fields={name: "Obligatoire."}
+            )
         return None
     if isinstance(value, bool):
         raise ValidationFailed(f"« {name} » doit être un entier.", fields={name: "Entier attendu."})
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) < 12:
+    if (
+        isinstance(value, str)
+        and value.strip().isascii()
+        and value.strip().isdigit()
+        and len(value.strip()) < 12
+    ):
         value = int(value.strip())
     if isinstance(value, int):
         if not is_db_id(value):
-            raise ValidationFailed(f"« {name} » est hors limites.", fields={name: "Identifiant invalide."})
+            raise ValidationFailed(
+                f"« {name} » est hors limites.", fields={name: "Identifiant invalide."}
+            )
         return value
     raise ValidationFailed(f"« {name} » doit être un entier.", fields={name: "Entier attendu."})
 
 
 def _datetime_param(value, name: str) -> datetime:
     if not isinstance(value, str) or not value.strip() or len(value) > 64:
-        raise ValidationFailed(f"« {name} » doit être une date ISO 8601.", fields={name: "Date ISO 8601 attendue."})
+        raise ValidationFailed(
+            f"« {name} » doit être une date ISO 8601.", fields={name: "Date ISO 8601 attendue."}
+        )
     try:
         return parse_iso(value, g.organisation.tz)
     except (ValueError, OverflowError):
-        raise ValidationFailed(f"« {name} » n'est pas une date ISO 8601 valide.",
-                               fields={name: "Date ISO 8601 attendue."}) from None
+        raise ValidationFailed(
+            f"« {name} » n'est pas une date ISO 8601 valide.",
+            fields={name: "Date ISO 8601 attendue."},
+        ) from None
 
 
 def iso(value: datetime | None, tz) -> str | None:
@@ -153,27 +176,40 @@ def _list(model, *order):
 
 @bp.get("/motifs")
 def motifs():
-    return {"items": [
-        {"id": m.id, "name": m.name, "service": m.service, "duration_minutes": m.duration_minutes,
-         "location_type": m.location_type, "instructions": m.instructions}
-        for m in _list(Motif, Motif.name)
-    ]}
+    return {
+        "items": [
+            {
+                "id": m.id,
+                "name": m.name,
+                "service": m.service,
+                "duration_minutes": m.duration_minutes,
+                "location_type": m.location_type,
+                "instructions": m.instructions,
+            }
+            for m in _list(Motif, Motif.name)
+        ]
+    }
 
 
 @bp.get("/lieux")
 def lieux():
-    return {"items": [
-        {"id": lieu.id, "name": lieu.name, "address": lieu.address, "phone": lieu.phone}
-        for lieu in _list(Lieu, Lieu.name)
-    ]}
+    return {
+        "items": [
+            {"id": lieu.id, "name": lieu.name, "address": lieu.address, "phone": lieu.phone}
+            for lieu in _list(Lieu, Lieu.name)
+        ]
+    }
 
 
 @bp.get("/agents")
 def agents():
-    return {"items": [
-        {"id": a.id, "name": a.name, "first_name": a.first_name, "last_name": a.last_name}
-        for a in _list(Agent, Agent.last_name, Agent.first_name) if a.is_active
-    ]}
+    return {
+        "items": [
+            {"id": a.id, "name": a.name, "first_name": a.first_name, "last_name": a.last_name}
+            for a in _list(Agent, Agent.last_name, Agent.first_name)
+            if a.is_active
+        ]
+    }
 
 
 @bp.get("/slots")
@@ -187,7 +223,11 @@ def slots():
     agent_id = _int_param(request.args.get("agent_id"), "agent_id", required=False)
     now = utcnow()
     start = _datetime_param(request.args["from"], "from") if request.args.get("from") else now
-    end = _datetime_param(request.args["to"], "to") if request.args.get("to") else start + timedelta(days=7)
+    end = (
+        _datetime_param(request.args["to"], "to")
+        if request.args.get("to")
+        else start + timedelta(days=7)
+    )
     if end <= start:
         raise ValidationFailed("« to » doit être après « from ».", fields={"to": "Après « from »."})
     try:
@@ -195,11 +235,17 @@ def slots():
     except ValueError as exc:
         raise ValidationFailed(str(exc), fields={"to": str(exc)}) from None
     tz = org.tz
-    return {"items": [
-        {"starts_at": iso(s.starts_at, tz), "ends_at": iso(s.ends_at, tz), "agent_id": s.agent_id,
-         "lieu_id": s.lieu_id}
-        for s in found
-    ]}
+    return {
+        "items": [
+            {
+                "starts_at": iso(s.starts_at, tz),
+                "ends_at": iso(s.ends_at, tz),
+                "agent_id": s.agent_id,
+                "lieu_id": s.lieu_id,
+            }
+            for s in found
+        ]
+    }
 
 
 @bp.post("/usagers")
@@ -222,7 +268,9 @@ def create_rdv():
     if "usager_ids" in data:
         raw_ids = data["usager_ids"]
         if not isinstance(raw_ids, list):
-            raise ValidationFailed("« usager_ids » doit être une liste.", fields={"usager_ids": "Liste attendue."})
+            raise ValidationFailed(
+                "« usager_ids » doit être une liste.", fields={"usager_ids": "Liste attendue."}
+            )
         usager_ids = [_int_param(v, "usager_ids") for v in raw_ids]
     else:
         usager_ids = [_int_param(data.get("usager_id"), "usager_id")]
@@ -248,8 +296,10 @@ def update_rdv(rdv_id: int):
     data = _json_body()
     unknown = set(data) - {"starts_at", "lieu_id"}
     if unknown:
-        raise ValidationFailed("Champs non modifiables : " + ", ".join(sorted(unknown)),
-                               fields={k: "Non modifiable." for k in sorted(unknown)})
+        raise ValidationFailed(
+            "Champs non modifiables : " + ", ".join(sorted(unknown)),
+            fields={k: "Non modifiable." for k in sorted(unknown)},
+        )
     if not data:
         raise ValidationFailed("Rien à modifier.", fields={"starts_at": "Obligatoire."})
     starts_at = _datetime_param(data["starts_at"], "starts_at") if "starts_at" in data else None
@@ -269,5 +319,7 @@ def rdv_status(rdv_id: int):
     rdv = get_rdv(g.organisation, rdv_id)
     status = _json_body().get("status")
     if status not in ("seen", "noshow"):
-        raise ValidationFailed("Statut invalide : seen ou noshow.", fields={"status": "Attendu : seen ou noshow."})
+        raise ValidationFailed(
+            "Statut invalide : seen ou noshow.", fields={"status": "Attendu : seen ou noshow."}
+        )
     return rdv_json(record_outcome(rdv, status))

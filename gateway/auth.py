@@ -18,13 +18,27 @@ bp = Blueprint("auth", __name__)
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Adresse e-mail", validators=[DataRequired("Indiquez votre e-mail."), Email("E-mail invalide."), Length(max=254)])
-    password = PasswordField("Mot de passe", validators=[DataRequired("Indiquez votre mot de passe."), Length(max=200)])
+    email = EmailField(
+        "Adresse e-mail",
+        validators=[
+            DataRequired("Indiquez votre e-mail."),
+            Email("E-mail invalide."),
+            Length(max=254),
+        ],
+    )
+    password = PasswordField(
+        "Mot de passe", validators=[DataRequired("Indiquez votre mot de passe."), Length(max=200)]
+    )
 
 
 def _safe_next(target: str | None) -> str:
     # Only local paths: never redirect to another site after login.
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and not urlsplit(target).netloc
+    ):
         return target
     return url_for("pages.agenda")
 
@@ -36,7 +50,9 @@ def login():
         return redirect(url_for("pages.agenda"))
     form = LoginForm()
     if form.validate_on_submit():
-        agent = db.session.scalar(select(Agent).where(func.lower(Agent.email) == form.email.data.strip().lower()))
+        agent = db.session.scalar(
+            select(Agent).where(func.lower(Agent.email) == form.email.data.strip().lower())
+        )
         if agent is not None and agent.is_active and agent.check_password(form.password.data):
             login_user(agent)
             return redirect(_safe_next(request.args.get("next")))

@@ -92,8 +92,11 @@ def _commit_or_conflict() -> None:
     except IntegrityError:
         # The PostgreSQL exclusion constraint caught an overlap the lock did not.
         db.session.rollback()
-        raise Conflict("Ce créneau n'est plus libre.", fields={"starts_at": "Créneau déjà pris."},
-                       code="slot_taken") from None
+        raise Conflict(
+            "Ce créneau n'est plus libre.",
+            fields={"starts_at": "Créneau déjà pris."},
+            code="slot_taken",
+        ) from None
 
 
 def book(
@@ -113,11 +116,18 @@ def book(
         lieu = _owned(Lieu, lieu_id, organisation, "lieu_id", "Lieu")
         agent = _owned(Agent, agent_id, organisation, "agent_id", "Agent")
         if not usager_ids or not isinstance(usager_ids, list) or len(usager_ids) > 20:
-            raise ValidationFailed("Choisissez au moins un usager.", fields={"usager_id": "Usager obligatoire."})
-        usagers = [_owned(Usager, uid, organisation, "usager_id", "Usager") for uid in dict.fromkeys(usager_ids)]
+            raise ValidationFailed(
+                "Choisissez au moins un usager.", fields={"usager_id": "Usager obligatoire."}
+            )
+        usagers = [
+            _owned(Usager, uid, organisation, "usager_id", "Usager")
+            for uid in dict.fromkeys(usager_ids)
+        ]
         starts_at = require_aware(starts_at).replace(microsecond=0)
         if starts_at <= now:
-            raise ValidationFailed("Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."})
+            raise ValidationFailed(
+                "Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."}
+            )
         ends_at = _check_slot(organisation, motif, agent, lieu, starts_at)
         rdv = Rdv(
             organisation=organisation,
@@ -140,21 +150,28 @@ def book(
     return rdv
 
 
-def move(rdv: Rdv, *, starts_at: datetime | None = None, lieu_id=None,
-         now: datetime | None = None) -> Rdv:
+def move(
+    rdv: Rdv, *, starts_at: datetime | None = None, lieu_id=None, now: datetime | None = None
+) -> Rdv:
     """Change the start (and/or the lieu): pending messages are cancelled, a ``moved`` goes out."""
     now = require_aware(now or utcnow())
     try:
         if rdv.is_cancelled:
-            raise Conflict("Ce rendez-vous est annulé : il ne peut plus être déplacé.", code="rdv_cancelled")
+            raise Conflict(
+                "Ce rendez-vous est annulé : il ne peut plus être déplacé.", code="rdv_cancelled"
+            )
         org = rdv.organisation
         lieu = _owned(Lieu, lieu_id, org, "lieu_id", "Lieu") if lieu_id is not None else rdv.lieu
         new_start = require_aware(starts_at).replace(microsecond=0) if starts_at else rdv.starts_at
         if new_start == rdv.starts_at and lieu.id == rdv.lieu_id:
-            raise ValidationFailed("Rien à changer : même date et même lieu.",
-                                   fields={"starts_at": "Même date et même lieu."})
+            raise ValidationFailed(
+                "Rien à changer : même date et même lieu.",
+                fields={"starts_at": "Même date et même lieu."},
+            )
         if new_start <= now:
-            raise ValidationFailed("Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."})
+            raise ValidationFailed(
+                "Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."}
+            )
         previous = rdv.starts_at
         ends_at = _check_slot(org, rdv.motif, rdv.agent, lieu, new_start, exclude_id=rdv.id)
         rdv.starts_at, rdv.ends_at, rdv.lieu = new_start, ends_at, lieu

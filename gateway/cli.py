@@ -70,7 +70,9 @@ def create_agent_command(email, org_id, password_stdin, first_name, last_name) -
     if db.session.get(Organisation, org_id) is None:
         raise click.ClickException(f"organisation {org_id} introuvable")
     if not password_stdin:
-        raise click.ClickException("--password-stdin est obligatoire (le mot de passe ne passe pas en argument)")
+        raise click.ClickException(
+            "--password-stdin est obligatoire (le mot de passe ne passe pas en argument)"
+        )
     password = sys.stdin.readline().rstrip("\r\n")
     if len(password) < 10:
         raise click.ClickException("mot de passe trop court (10 caractères au moins)")
@@ -78,8 +80,12 @@ def create_agent_command(email, org_id, password_stdin, first_name, last_name) -
     if agent is not None and agent.organisation_id != org_id:
         raise click.ClickException("cet e-mail appartient à un agent d'une autre organisation")
     if agent is None:
-        agent = Agent(organisation_id=org_id, email=email.strip().lower(), first_name=first_name,
-                      last_name=last_name)
+        agent = Agent(
+            organisation_id=org_id,
+            email=email.strip().lower(),
+            first_name=first_name,
+            last_name=last_name,
+        )
         db.session.add(agent)
     agent.set_password(password)
     db.session.commit()
@@ -99,12 +105,19 @@ def create_api_token_command(name, org_id) -> None:
     token_row, token = ApiToken.issue(org_id, name)
     db.session.add(token_row)
     db.session.commit()
-    click.echo(f"# jeton « {name} » pour l'organisation {org_id} (conservez-le, il ne sera plus affiché)")
+    click.echo(
+        f"# jeton « {name} » pour l'organisation {org_id} (conservez-le, il ne sera plus affiché)"
+    )
     click.echo(token)
 
 
 def register_commands(app: Flask) -> None:
-    for command in (init_db_command, seed_demo_command, create_agent_command, create_api_token_command):
+    for command in (
+        init_db_command,
+        seed_demo_command,
+        create_agent_command,
+        create_api_token_command,
+    ):
         app.cli.add_command(command)
     from scheduler.cli import commands
 

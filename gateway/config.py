@@ -66,8 +66,9 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         "SECRET_KEY": secret,
         "SQLALCHEMY_DATABASE_URI": database_url,
         # Seconds a request waits for an unreachable database before answering 503.
-        "DATABASE_CONNECT_TIMEOUT": _positive_int(env.get("DATABASE_CONNECT_TIMEOUT"), 10,
-                                                  "DATABASE_CONNECT_TIMEOUT"),
+        "DATABASE_CONNECT_TIMEOUT": _positive_int(
+            env.get("DATABASE_CONNECT_TIMEOUT"), 10, "DATABASE_CONNECT_TIMEOUT"
+        ),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL).rstrip("/"),
         "SMS_PROVIDERS": _list(env.get("SMS_PROVIDERS") or "simulator"),

@@ -7,8 +7,14 @@ class DomainError(Exception):
     status = 422
     code = "invalid"
 
-    def __init__(self, message: str, *, fields: dict[str, str] | None = None,
-                 code: str | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: dict[str, str] | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.fields = fields or {}

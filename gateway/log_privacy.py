@@ -38,7 +38,7 @@ def _mask_phone(match: re.Match) -> str:
     keep = set(digits[-2:])
     # Keep the international prefix marker and the last two digits only.
     prefix = "+" if text.startswith("+") else ("%2B" if text[:3].upper() == "%2B" else "")
-    body = text[len(prefix):]
+    body = text[len(prefix) :]
     offset = len(prefix)
     return prefix + "".join(
         ch if (i + offset) in keep or not ch.isdigit() else "*" for i, ch in enumerate(body)

@@ -188,7 +188,9 @@ class Motif(TimestampMixin, db.Model):
 opening_hours_motifs = Table(
     "opening_hours_motifs",
     db.Model.metadata,
-    Column("opening_hours_id", ForeignKey("opening_hours.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "opening_hours_id", ForeignKey("opening_hours.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("motif_id", ForeignKey("motifs.id", ondelete="CASCADE"), primary_key=True),
 )
 
@@ -235,8 +237,12 @@ class Rdv(TimestampMixin, db.Model):
         Index("ix_rdvs_agent_starts", "agent_id", "starts_at"),
         # Statistics of one organisation (gateway.stats): a range on starts_at,
         # read from the index alone on PostgreSQL.
-        Index("ix_rdvs_stats", "organisation_id", "starts_at",
-              postgresql_include=["status", "cancelled_via"]),
+        Index(
+            "ix_rdvs_stats",
+            "organisation_id",
+            "starts_at",
+            postgresql_include=["status", "cancelled_via"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -316,12 +322,21 @@ class Message(TimestampMixin, db.Model):
         Index("ix_messages_recipient_sent", "recipient", "sent_at"),
         # Statistics (gateway.stats): messages the provider accepted, by sent_at,
         # for all organisations and for one; index-only scans on PostgreSQL.
-        Index("ix_messages_stats_sent", "sent_at",
-              postgresql_include=["organisation_id", "channel", "provider", "status", "segments"],
-              postgresql_where=text("sent_at IS NOT NULL"), sqlite_where=text("sent_at IS NOT NULL")),
-        Index("ix_messages_stats_org_sent", "organisation_id", "sent_at",
-              postgresql_include=["channel", "provider", "status", "segments"],
-              postgresql_where=text("sent_at IS NOT NULL"), sqlite_where=text("sent_at IS NOT NULL")),
+        Index(
+            "ix_messages_stats_sent",
+            "sent_at",
+            postgresql_include=["organisation_id", "channel", "provider", "status", "segments"],
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_messages_stats_org_sent",
+            "organisation_id",
+            "sent_at",
+            postgresql_include=["channel", "provider", "status", "segments"],
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -412,8 +427,12 @@ class InboundSms(db.Model):
         UniqueConstraint("provider", "provider_message_id"),
         Index("ix_inbound_sms_concat", "provider", "from_number", "concat_ref"),
         # The reconciler's query: SMS stored but not (yet) acted on.
-        Index("ix_inbound_sms_unhandled", "received_at",
-              postgresql_where=text("action IS NULL"), sqlite_where=text("action IS NULL")),
+        Index(
+            "ix_inbound_sms_unhandled",
+            "received_at",
+            postgresql_where=text("action IS NULL"),
+            sqlite_where=text("action IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

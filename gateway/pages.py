@@ -53,7 +53,11 @@ def agenda():
     tz = org.tz
     view = "week" if request.args.get("view") == "week" else "day"
     try:
-        day = parse_date(request.args["date"]) if request.args.get("date") else utcnow().astimezone(tz).date()
+        day = (
+            parse_date(request.args["date"])
+            if request.args.get("date")
+            else utcnow().astimezone(tz).date()
+        )
     except ValueError:
         day = utcnow().astimezone(tz).date()
     if view == "week":
@@ -67,8 +71,12 @@ def agenda():
     query = (
         select(Rdv)
         .where(Rdv.organisation_id == org.id, Rdv.starts_at >= start, Rdv.starts_at < end)
-        .options(selectinload(Rdv.participations).selectinload(Participation.usager),
-                 selectinload(Rdv.motif), selectinload(Rdv.lieu), selectinload(Rdv.agent))
+        .options(
+            selectinload(Rdv.participations).selectinload(Participation.usager),
+            selectinload(Rdv.motif),
+            selectinload(Rdv.lieu),
+            selectinload(Rdv.agent),
+        )
         .order_by(Rdv.starts_at)
     )
     if agent_param == "me":
@@ -80,10 +88,19 @@ def agenda():
     for rdv in rdvs:
         by_day.setdefault(rdv.starts_at.astimezone(tz).date(), []).append(rdv)
     step = timedelta(days=7 if view == "week" else 1)
-    agents = db.session.scalars(select(Agent).where(Agent.organisation_id == org.id).order_by(Agent.last_name)).all()
+    agents = db.session.scalars(
+        select(Agent).where(Agent.organisation_id == org.id).order_by(Agent.last_name)
+    ).all()
     return render_template(
-        "pages/agenda.html", view=view, day=day, by_day=by_day, tz=tz, agents=agents,
-        agent_param=agent_param, previous=day - step, next=day + step,
+        "pages/agenda.html",
+        view=view,
+        day=day,
+        by_day=by_day,
+        tz=tz,
+        agents=agents,
+        agent_param=agent_param,
+        previous=day - step,
+        next=day + step,
         today=utcnow().astimezone(tz).date(),
     )
 
@@ -114,9 +131,13 @@ def new_rdv():
     """The booking form, in steps: motif → lieu → free slot → usager (found or created)."""
     org = _org()
     tz = org.tz
-    motifs = db.session.scalars(select(Motif).where(Motif.organisation_id == org.id).order_by(Motif.name)).all()
+    motifs = db.session.scalars(
+        select(Motif).where(Motif.organisation_id == org.id).order_by(Motif.name)
+    ).all()
     motif = _owned_or_404(Motif, _int_arg("motif_id")) if _int_arg("motif_id") else None
-    lieux = db.session.scalars(select(Lieu).where(Lieu.organisation_id == org.id).order_by(Lieu.name)).all()
+    lieux = db.session.scalars(
+        select(Lieu).where(Lieu.organisation_id == org.id).order_by(Lieu.name)
+    ).all()
     lieu = _owned_or_404(Lieu, _int_arg("lieu_id")) if motif and _int_arg("lieu_id") else None
     form = BookingForm()
     slot_start = None
@@ -127,8 +148,16 @@ def new_rdv():
         except ValueError:
             abort(400)
         slot_agent = _owned_or_404(Agent, _int_arg("agent_id"))
-    context = {"motifs": motifs, "motif": motif, "lieux": lieux, "lieu": lieu, "tz": tz,
-               "slot_start": slot_start, "slot_agent": slot_agent, "form": form}
+    context = {
+        "motifs": motifs,
+        "motif": motif,
+        "lieux": lieux,
+        "lieu": lieu,
+        "tz": tz,
+        "slot_start": slot_start,
+        "slot_agent": slot_agent,
+        "form": form,
+    }
 
     if request.method == "POST":
         if not (motif and lieu and slot_start and slot_agent):
@@ -138,15 +167,28 @@ def new_rdv():
         try:
             usager_id = _int_arg("usager_id")
             if usager_id is None:
-                usager = create_usager(org, {
-                    "first_name": form.first_name.data, "last_name": form.last_name.data,
-                    "phone": form.phone.data, "email": form.email.data,
-                    "notify_sms": bool(form.notify_sms.data), "notify_email": bool(form.notify_email.data),
-                }, commit=False)
+                usager = create_usager(
+                    org,
+                    {
+                        "first_name": form.first_name.data,
+                        "last_name": form.last_name.data,
+                        "phone": form.phone.data,
+                        "email": form.email.data,
+                        "notify_sms": bool(form.notify_sms.data),
+                        "notify_email": bool(form.notify_email.data),
+                    },
+                    commit=False,
+                )
                 db.session.flush()
                 usager_id = usager.id
-            rdv = book(org, motif_id=motif.id, lieu_id=lieu.id, agent_id=slot_agent.id,
-                       usager_ids=[usager_id], starts_at=slot_start)
+            rdv = book(
+                org,
+                motif_id=motif.id,
+                lieu_id=lieu.id,
+                agent_id=slot_agent.id,
+                usager_ids=[usager_id],
+                starts_at=slot_start,
+            )
         except DomainError as exc:
             db.session.rollback()
             for name, message in exc.fields.items():
@@ -154,8 +196,9 @@ def new_rdv():
                 if field is not None and hasattr(field, "errors"):
                     field.errors = list(field.errors) + [message]
             flash(exc.message, "error")
-            return render_template("pages/rdv_new.html", step="usager",
-                                   usagers=_usager_results(org), **context), exc.status
+            return render_template(
+                "pages/rdv_new.html", step="usager", usagers=_usager_results(org), **context
+            ), exc.status
         flash("Rendez-vous enregistré. La confirmation part maintenant.", "success")
         return redirect(url_for("pages.show_rdv", rdv_id=rdv.id))
 
@@ -171,16 +214,32 @@ def new_rdv():
         start = max(localize(datetime.combine(week, datetime.min.time()), tz), utcnow())
         end = localize(datetime.combine(week + timedelta(days=7), datetime.min.time()), tz)
         slots = free_slots(org, motif, start, end, lieu_id=lieu.id)
-        agents = {a.id: a for a in db.session.scalars(select(Agent).where(Agent.organisation_id == org.id))}
+        agents = {
+            a.id: a
+            for a in db.session.scalars(select(Agent).where(Agent.organisation_id == org.id))
+        }
         by_day: dict = {}
         for s in slots:
             by_day.setdefault(s.starts_at.astimezone(tz).date(), []).append(s)
-        return render_template("pages/rdv_new.html", step="slot", by_day=by_day, agents=agents,
-                               week=week, next_week=week + timedelta(days=7),
-                               previous_week=week - timedelta(days=7) if week > utcnow().astimezone(tz).date() else None,
-                               **context)
-    return render_template("pages/rdv_new.html", step="usager", usagers=_usager_results(org),
-                           recent=_recent_usagers(org), **context)
+        return render_template(
+            "pages/rdv_new.html",
+            step="slot",
+            by_day=by_day,
+            agents=agents,
+            week=week,
+            next_week=week + timedelta(days=7),
+            previous_week=week - timedelta(days=7)
+            if week > utcnow().astimezone(tz).date()
+            else None,
+            **context,
+        )
+    return render_template(
+        "pages/rdv_new.html",
+        step="usager",
+        usagers=_usager_results(org),
+        recent=_recent_usagers(org),
+        **context,
+    )
 
 
 def _usager_results(org):
@@ -197,10 +256,14 @@ def _recent_usagers(org, limit: int = 5) -> list[Usager]:
         .group_by(Participation.usager_id)
         .subquery()
     )
-    return list(db.session.scalars(
-        select(Usager).join(latest, latest.c.usager_id == Usager.id)
-        .order_by(latest.c.booked.desc()).limit(limit)
-    ))
+    return list(
+        db.session.scalars(
+            select(Usager)
+            .join(latest, latest.c.usager_id == Usager.id)
+            .order_by(latest.c.booked.desc())
+            .limit(limit)
+        )
+    )
 
 
 @bp.get("/rdvs/<int:rdv_id>")
@@ -211,16 +274,27 @@ def show_rdv(rdv_id: int):
     except NotFound:
         abort(404)
     messages = db.session.scalars(
-        select(Message).where(Message.rdv_id == rdv.id).order_by(Message.send_at, Message.id)
+        select(Message)
+        .where(Message.rdv_id == rdv.id)
+        .order_by(Message.send_at, Message.id)
         .options(selectinload(Message.status_changes), selectinload(Message.events))
     ).all()
     inbound = db.session.scalars(
         select(InboundSms).where(InboundSms.rdv_id == rdv.id).order_by(InboundSms.received_at)
     ).all()
-    lieux = db.session.scalars(select(Lieu).where(Lieu.organisation_id == org.id).order_by(Lieu.name)).all()
-    return render_template("pages/rdv.html", rdv=rdv, messages=messages,
-                           timeline=build_timeline(rdv, messages, inbound), tz=org.tz,
-                           lieux=lieux, now=utcnow(), form=FlaskForm())
+    lieux = db.session.scalars(
+        select(Lieu).where(Lieu.organisation_id == org.id).order_by(Lieu.name)
+    ).all()
+    return render_template(
+        "pages/rdv.html",
+        rdv=rdv,
+        messages=messages,
+        timeline=build_timeline(rdv, messages, inbound),
+        tz=org.tz,
+        lieux=lieux,
+        now=utcnow(),
+        form=FlaskForm(),
+    )
 
 
 @bp.post("/rdvs/<int:rdv_id>/cancel")
@@ -246,8 +320,13 @@ def move_rdv(rdv_id: int):
         return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
     lieu_id = request.form.get("lieu_id", "")
     try:
-        move(rdv, starts_at=new_start,
-             lieu_id=int(lieu_id) if lieu_id.isascii() and lieu_id.isdigit() and len(lieu_id) < 12 else None)
+        move(
+            rdv,
+            starts_at=new_start,
+            lieu_id=int(lieu_id)
+            if lieu_id.isascii() and lieu_id.isdigit() and len(lieu_id) < 12
+            else None,
+        )
     except DomainError as exc:
         flash(exc.message, "error")
     else:
@@ -274,5 +353,3 @@ def _rdv_for_action(rdv_id: int) -> Rdv:
         return get_rdv(_org(), rdv_id)
     except NotFound:
         abort(404)
-
-

@@ -53,9 +53,19 @@ def usager_channels(usager) -> list[tuple[str, str]]:
     return channels
 
 
-def new_message(*, organisation_id: int, rdv: Rdv | None, usager_id: int | None, channel: str,
-                kind: str, recipient: str, send_at: datetime, now: datetime, rendered: Rendered,
-                **fields) -> Message:
+def new_message(
+    *,
+    organisation_id: int,
+    rdv: Rdv | None,
+    usager_id: int | None,
+    channel: str,
+    kind: str,
+    recipient: str,
+    send_at: datetime,
+    now: datetime,
+    rendered: Rendered,
+    **fields,
+) -> Message:
     """Add a ``scheduled`` message row with its rendered text; the one place rows are born."""
     message = Message(
         organisation_id=organisation_id,
@@ -79,13 +89,30 @@ def new_message(*, organisation_id: int, rdv: Rdv | None, usager_id: int | None,
     return message
 
 
-def _add(rdv: Rdv, participation: Participation, kind: str, channel: str, recipient: str,
-         send_at: datetime, now: datetime, **extra) -> Message:
+def _add(
+    rdv: Rdv,
+    participation: Participation,
+    kind: str,
+    channel: str,
+    recipient: str,
+    send_at: datetime,
+    now: datetime,
+    **extra,
+) -> Message:
     usager = participation.usager
     render = render_sms if channel == CHANNEL_SMS else render_email
     rendered = render(kind, rdv, usager, participation.cancel_code, **extra)
-    return new_message(organisation_id=rdv.organisation_id, rdv=rdv, usager_id=usager.id, channel=channel,
-                       kind=kind, recipient=recipient, send_at=send_at, now=now, rendered=rendered)
+    return new_message(
+        organisation_id=rdv.organisation_id,
+        rdv=rdv,
+        usager_id=usager.id,
+        channel=channel,
+        kind=kind,
+        recipient=recipient,
+        send_at=send_at,
+        now=now,
+        rendered=rendered,
+    )
 
 
 def _announce(rdv: Rdv, kind: str, now: datetime, with_reminders: bool, **extra) -> list[Message]:
@@ -139,9 +166,18 @@ def plan_cancel(rdv: Rdv, now: datetime, by_usager: bool) -> list[Message]:
 def agent_alert(rdv: Rdv, usager, now: datetime, reply_text: str | None = None) -> Message:
     """An email to the rdv's agent: the usager cancelled, or replied with free text."""
     rendered = render_email("agent_alert", rdv, usager, None, reply_text=reply_text)
-    return new_message(organisation_id=rdv.organisation_id, rdv=rdv, usager_id=usager.id,
-                       channel=CHANNEL_EMAIL, kind="agent_alert", recipient=rdv.agent.email, send_at=now,
-                       now=now, rendered=rendered, agent_id=rdv.agent_id)
+    return new_message(
+        organisation_id=rdv.organisation_id,
+        rdv=rdv,
+        usager_id=usager.id,
+        channel=CHANNEL_EMAIL,
+        kind="agent_alert",
+        recipient=rdv.agent.email,
+        send_at=now,
+        now=now,
+        rendered=rendered,
+        agent_id=rdv.agent_id,
+    )
 
 
 FALLBACK_KINDS = ("confirmation", "reminder", "moved", "cancelled")
@@ -166,19 +202,30 @@ def plan_email_fallback(sms: Message, now: datetime) -> Message | None:
     if sms.kind != "cancelled" and rdv.is_cancelled:
         return None
     already = db.session.scalar(
-        select(Message.id).where(
+        select(Message.id)
+        .where(
             Message.rdv_id == rdv.id,
             Message.usager_id == usager.id,
             Message.channel == CHANNEL_EMAIL,
             Message.kind == sms.kind,
             Message.status.not_in((S.CANCELLED, S.SKIPPED, S.FAILED)),
-        ).limit(1)
+        )
+        .limit(1)
     )
     if already is not None:
         return None
     participation = next((p for p in rdv.participations if p.usager_id == usager.id), None)
     code = participation.cancel_code if participation else None
     rendered = render_email(sms.kind, rdv, usager, code)
-    return new_message(organisation_id=sms.organisation_id, rdv=rdv, usager_id=usager.id,
-                       channel=CHANNEL_EMAIL, kind=sms.kind, recipient=usager.email, send_at=now, now=now,
-                       rendered=rendered, fallback_of_id=sms.id)
+    return new_message(
+        organisation_id=sms.organisation_id,
+        rdv=rdv,
+        usager_id=usager.id,
+        channel=CHANNEL_EMAIL,
+        kind=sms.kind,
+        recipient=usager.email,
+        send_at=now,
+        now=now,
+        rendered=rendered,
+        fallback_of_id=sms.id,
+    )

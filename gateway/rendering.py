@@ -85,16 +85,16 @@ def finish_sms(text: str) -> Rendered:
 
 def render_sms(kind: str, rdv, usager, code: str | None, **extra) -> Rendered:
     env = current_app.jinja_env
-    text = env.get_template(f"messages/sms/{kind}.txt").render(
-        _context(rdv, usager, code, extra)
-    )
+    text = env.get_template(f"messages/sms/{kind}.txt").render(_context(rdv, usager, code, extra))
     return finish_sms(text)
 
 
 def render_email(kind: str, rdv, usager, code: str | None, **extra) -> Rendered:
     env = current_app.jinja_env
     context = _context(rdv, usager, code, extra)
-    subject = " ".join(env.get_template(f"messages/email/{kind}.subject.txt").render(context).split())
+    subject = " ".join(
+        env.get_template(f"messages/email/{kind}.subject.txt").render(context).split()
+    )
     text = env.get_template(f"messages/email/{kind}.txt").render(context).strip() + "\n"
     html = env.get_template(f"messages/email/{kind}.html").render(context)
     return Rendered(body=text, subject=subject, html=html)
@@ -114,17 +114,31 @@ def sample_objects():
         phone="+33321000000",
         timezone="Europe/Paris",
     )
-    lieu = SimpleNamespace(name="MDS Calais", address="12 rue X, 62100 Calais", phone="+33321000001")
+    lieu = SimpleNamespace(
+        name="MDS Calais", address="12 rue X, 62100 Calais", phone="+33321000001"
+    )
     motif = SimpleNamespace(
-        name="Consultation PMI", service="PMI", duration_minutes=30, location_type="on_site",
+        name="Consultation PMI",
+        service="PMI",
+        duration_minutes=30,
+        location_type="on_site",
         instructions="Apportez le carnet de santé.",
     )
-    agent = SimpleNamespace(first_name="Anne", last_name="Martin", name="Anne Martin", email="a@x.fr")
+    agent = SimpleNamespace(
+        first_name="Anne", last_name="Martin", name="Anne Martin", email="a@x.fr"
+    )
     usager = SimpleNamespace(first_name="Léa", last_name="Dupont", full_name="Léa Dupont")
     starts = utcnow().replace(microsecond=0)
     rdv = SimpleNamespace(
-        id=1, organisation=org, lieu=lieu, motif=motif, agent=agent, starts_at=starts,
-        ends_at=starts, cancelled_via="link", usagers=[usager],
+        id=1,
+        organisation=org,
+        lieu=lieu,
+        motif=motif,
+        agent=agent,
+        starts_at=starts,
+        ends_at=starts,
+        cancelled_via="link",
+        usagers=[usager],
     )
     return rdv, usager
 
@@ -137,6 +151,20 @@ def check_templates() -> None:
         render_sms(kind, rdv, usager, "Ab3dE9xQ2k", **extra)
     for kind in EMAIL_KINDS:
         render_email(kind, rdv, usager, "Ab3dE9xQ2k", **extra)
-    for reply in ("cancelled", "confirmed", "stop", "start", "free_text", "cannot_cancel", "unknown_rdv"):
-        render_reply(reply, rdv=rdv, lieu_phone="03 21 00 00 01", organisation=rdv.organisation,
-                     date_short="mar. 24/11", time="14h30")
+    for reply in (
+        "cancelled",
+        "confirmed",
+        "stop",
+        "start",
+        "free_text",
+        "cannot_cancel",
+        "unknown_rdv",
+    ):
+        render_reply(
+            reply,
+            rdv=rdv,
+            lieu_phone="03 21 00 00 01",
+            organisation=rdv.organisation,
+            date_short="mar. 24/11",
+            time="14h30",
+        )

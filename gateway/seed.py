@@ -24,10 +24,15 @@ DEMO_AGENTS = (
 def seed_demo(now: datetime | None = None) -> list[str]:
     """Create the demo organisation once; return the lines to print (logins)."""
     now = now or utcnow()
-    org = db.session.scalar(select(Organisation).where(Organisation.name == "Département de démonstration"))
+    org = db.session.scalar(
+        select(Organisation).where(Organisation.name == "Département de démonstration")
+    )
     if org is None:
         org = _create(now)
-    lines = [f"Organisation de démonstration : id {org.id}", "Comptes agents (mot de passe " + DEMO_PASSWORD + ") :"]
+    lines = [
+        f"Organisation de démonstration : id {org.id}",
+        "Comptes agents (mot de passe " + DEMO_PASSWORD + ") :",
+    ]
     for email, first, last in DEMO_AGENTS:
         lines.append(f"  {email}")
     lines.append("Ouvrez http://127.0.0.1:5000/login")
@@ -35,14 +40,26 @@ def seed_demo(now: datetime | None = None) -> list[str]:
 
 
 def _create(now: datetime) -> Organisation:
-    org = Organisation(name="Département de démonstration", timezone="Europe/Paris",
-                       phone="+33321000000", sms_sender="LapinDemo")
+    org = Organisation(
+        name="Département de démonstration",
+        timezone="Europe/Paris",
+        phone="+33321000000",
+        sms_sender="LapinDemo",
+    )
     db.session.add(org)
     db.session.flush()
-    calais = Lieu(organisation_id=org.id, name="MDS Calais", address="12 rue Royale, 62100 Calais",
-                  phone="+33321000001")
-    arras = Lieu(organisation_id=org.id, name="PMI Arras", address="3 place des Héros, 62000 Arras",
-                 phone="+33321000002")
+    calais = Lieu(
+        organisation_id=org.id,
+        name="MDS Calais",
+        address="12 rue Royale, 62100 Calais",
+        phone="+33321000001",
+    )
+    arras = Lieu(
+        organisation_id=org.id,
+        name="PMI Arras",
+        address="3 place des Héros, 62000 Arras",
+        phone="+33321000002",
+    )
     db.session.add_all([calais, arras])
     agents = []
     for email, first, last in DEMO_AGENTS:
@@ -50,31 +67,80 @@ def _create(now: datetime) -> Organisation:
         agent.set_password(DEMO_PASSWORD)
         agents.append(agent)
     db.session.add_all(agents)
-    pmi = Motif(organisation_id=org.id, name="Consultation PMI nourrisson", service="PMI",
-                duration_minutes=30, location_type="on_site",
-                instructions="Apportez le carnet de santé de l'enfant.")
-    vaccin = Motif(organisation_id=org.id, name="Vaccination", service="Vaccination",
-                   duration_minutes=15, location_type="on_site")
-    social = Motif(organisation_id=org.id, name="Entretien assistante sociale", service="Social",
-                   duration_minutes=45, location_type="on_site")
-    rsa = Motif(organisation_id=org.id, name="Suivi RSA par téléphone", service="RSA",
-                duration_minutes=30, location_type="phone")
+    pmi = Motif(
+        organisation_id=org.id,
+        name="Consultation PMI nourrisson",
+        service="PMI",
+        duration_minutes=30,
+        location_type="on_site",
+        instructions="Apportez le carnet de santé de l'enfant.",
+    )
+    vaccin = Motif(
+        organisation_id=org.id,
+        name="Vaccination",
+        service="Vaccination",
+        duration_minutes=15,
+        location_type="on_site",
+    )
+    social = Motif(
+        organisation_id=org.id,
+        name="Entretien assistante sociale",
+        service="Social",
+        duration_minutes=45,
+        location_type="on_site",
+    )
+    rsa = Motif(
+        organisation_id=org.id,
+        name="Suivi RSA par téléphone",
+        service="RSA",
+        duration_minutes=30,
+        location_type="phone",
+    )
     db.session.add_all([pmi, vaccin, social, rsa])
     db.session.flush()
     for weekday in range(5):
-        for agent, lieu, motifs in ((agents[0], calais, [pmi, vaccin]), (agents[1], arras, [pmi, vaccin]),
-                                    (agents[2], calais, [social, rsa])):
+        for agent, lieu, motifs in (
+            (agents[0], calais, [pmi, vaccin]),
+            (agents[1], arras, [pmi, vaccin]),
+            (agents[2], calais, [social, rsa]),
+        ):
             for start, end in ((time(9), time(12)), (time(13, 30), time(17))):
-                db.session.add(OpeningHours(organisation_id=org.id, agent_id=agent.id, lieu_id=lieu.id,
-                                            weekday=weekday, start_time=start, end_time=end, motifs=motifs))
+                db.session.add(
+                    OpeningHours(
+                        organisation_id=org.id,
+                        agent_id=agent.id,
+                        lieu_id=lieu.id,
+                        weekday=weekday,
+                        start_time=start,
+                        end_time=end,
+                        motifs=motifs,
+                    )
+                )
     usagers = [
-        Usager(organisation_id=org.id, first_name="Léa", last_name="Dupont", phone="+33612345678",
-               email="lea.dupont@example.org"),
-        Usager(organisation_id=org.id, first_name="Mohamed", last_name="Haddad", phone="+33698765432",
-               notify_email=False),
-        Usager(organisation_id=org.id, first_name="Julie", last_name="Lefebvre", email="julie.lefebvre@example.org",
-               notify_sms=False),
-        Usager(organisation_id=org.id, first_name="Nadia", last_name="Moreau", phone="+262692123456"),
+        Usager(
+            organisation_id=org.id,
+            first_name="Léa",
+            last_name="Dupont",
+            phone="+33612345678",
+            email="lea.dupont@example.org",
+        ),
+        Usager(
+            organisation_id=org.id,
+            first_name="Mohamed",
+            last_name="Haddad",
+            phone="+33698765432",
+            notify_email=False,
+        ),
+        Usager(
+            organisation_id=org.id,
+            first_name="Julie",
+            last_name="Lefebvre",
+            email="julie.lefebvre@example.org",
+            notify_sms=False,
+        ),
+        Usager(
+            organisation_id=org.id, first_name="Nadia", last_name="Moreau", phone="+262692123456"
+        ),
     ]
     db.session.add_all(usagers)
     db.session.commit()
@@ -89,8 +155,15 @@ def _create(now: datetime) -> Organisation:
                 (10, usagers[booked % 4], agents[0], pmi, calais),
                 (14, usagers[(booked + 1) % 4], agents[2], social, calais),
             ):
-                book(org, motif_id=motif.id, lieu_id=lieu.id, agent_id=agent.id, usager_ids=[usager.id],
-                     starts_at=localize(datetime.combine(day, time(hour)), tz), now=now)
+                book(
+                    org,
+                    motif_id=motif.id,
+                    lieu_id=lieu.id,
+                    agent_id=agent.id,
+                    usager_ids=[usager.id],
+                    starts_at=localize(datetime.combine(day, time(hour)), tz),
+                    now=now,
+                )
             booked += 2
         day += timedelta(days=1)
     return org

@@ -72,22 +72,24 @@ def free_slots(
         raise ValueError("période trop longue (62 jours au plus)")
     now = require_aware(now or utcnow())
     tz = organisation.tz
-    query = (
-        select(OpeningHours)
-        .where(
-            OpeningHours.organisation_id == organisation.id,
-            OpeningHours.motifs.any(id=motif.id),
-        )
+    query = select(OpeningHours).where(
+        OpeningHours.organisation_id == organisation.id,
+        OpeningHours.motifs.any(id=motif.id),
     )
     if lieu_id is not None:
         query = query.where(OpeningHours.lieu_id == lieu_id)
     if agent_id is not None:
         query = query.where(OpeningHours.agent_id == agent_id)
     # Plain tuples: the loop below runs for every range of every day.
-    ranges = db.session.execute(query.with_only_columns(
-        OpeningHours.weekday, OpeningHours.start_time, OpeningHours.end_time,
-        OpeningHours.agent_id, OpeningHours.lieu_id,
-    )).all()
+    ranges = db.session.execute(
+        query.with_only_columns(
+            OpeningHours.weekday,
+            OpeningHours.start_time,
+            OpeningHours.end_time,
+            OpeningHours.agent_id,
+            OpeningHours.lieu_id,
+        )
+    ).all()
     if not ranges:
         return []
     duration = timedelta(minutes=motif.duration_minutes)
@@ -110,14 +112,18 @@ def free_slots(
     day: date = start.astimezone(tz).date()
     last_day: date = end.astimezone(tz).date()
     while day <= last_day:
-        for _weekday, start_time, end_time, range_agent, range_lieu in by_weekday.get(day.weekday(), ()):
+        for _weekday, start_time, end_time, range_agent, range_lieu in by_weekday.get(
+            day.weekday(), ()
+        ):
             range_end = utc(day, end_time)
             cursor = utc(day, start_time)
             intervals, starts = busy.get(range_agent, []), busy_starts.get(range_agent, [])
             while cursor + duration <= range_end:
                 slot_end = cursor + duration
-                if start <= cursor < end and cursor > now and not (
-                    intervals and _overlaps(intervals, starts, cursor, slot_end)
+                if (
+                    start <= cursor < end
+                    and cursor > now
+                    and not (intervals and _overlaps(intervals, starts, cursor, slot_end))
                 ):
                     found.add((cursor, range_agent, range_lieu, slot_end))
                 cursor = slot_end

@@ -41,7 +41,12 @@ DEFAULT_MONTHS = 12
 MAX_MONTHS = 36
 # Public figures that change slowly: let browsers and proxies keep them a while.
 CACHE_SECONDS = 300
-VIA_COLUMN_LABELS = {"link": "Lien d'annulation", "sms": "Réponse SMS", "agent": "Agent", "api": "API"}
+VIA_COLUMN_LABELS = {
+    "link": "Lien d'annulation",
+    "sms": "Réponse SMS",
+    "agent": "Agent",
+    "api": "API",
+}
 
 
 @dataclass(frozen=True)
@@ -98,13 +103,16 @@ def rdv_statement(organisation_id: int | None, window: Window, now: datetime):
         Rdv.status.label("status"),
         Rdv.cancelled_via.label("via"),
         started.label("started"),
-    ).where(Rdv.starts_at >= literal(window.start, UTCDateTime),
-            Rdv.starts_at < literal(window.end, UTCDateTime))
+    ).where(
+        Rdv.starts_at >= literal(window.start, UTCDateTime),
+        Rdv.starts_at < literal(window.end, UTCDateTime),
+    )
     if organisation_id is not None:
         inner = inner.where(Rdv.organisation_id == organisation_id)
     sub = inner.subquery()
-    return (select(sub.c.month, sub.c.status, sub.c.via, sub.c.started, func.count())
-            .group_by(sub.c.month, sub.c.status, sub.c.via, sub.c.started))
+    return select(sub.c.month, sub.c.status, sub.c.via, sub.c.started, func.count()).group_by(
+        sub.c.month, sub.c.status, sub.c.via, sub.c.started
+    )
 
 
 def _rdv_figures(organisation_id: int | None, window: Window, now: datetime) -> dict:
@@ -137,13 +145,17 @@ def _rdv_figures(organisation_id: int | None, window: Window, now: datetime) -> 
     by_via = {via: sum(c[via] for c in cancellations.values()) for via in CANCELLED_VIA}
     return {
         "rdvs": {"by_month": list(by_month.values()), "totals": totals},
-        "cancellations": {"by_via": by_via, "total": sum(by_via.values()),
-                          "by_month": list(cancellations.values())},
+        "cancellations": {
+            "by_via": by_via,
+            "total": sum(by_via.values()),
+            "by_month": list(cancellations.values()),
+        },
     }
 
 
 def message_statement(organisation_id: int | None, window: Window):
     """Messages the provider accepted, by month of sending, channel, provider and status."""
+
     # "Sent" means the provider accepted the message: it has a sent_at
     # (scheduler.transitions sets it on ``sent`` and on ``delivered``).
     def count_status(status: str):
@@ -153,11 +165,20 @@ def message_statement(organisation_id: int | None, window: Window):
     # so PostgreSQL hashes them in memory instead of sorting a million rows.
     month = _month_bucket(Message.sent_at, window)
     statement = (
-        select(month, Message.channel, Message.provider, func.count(),
-               count_status("delivered"), count_status("undelivered"), count_status("failed"),
-               func.coalesce(func.sum(Message.segments), 0))
-        .where(Message.sent_at >= literal(window.start, UTCDateTime),
-               Message.sent_at < literal(window.end, UTCDateTime))
+        select(
+            month,
+            Message.channel,
+            Message.provider,
+            func.count(),
+            count_status("delivered"),
+            count_status("undelivered"),
+            count_status("failed"),
+            func.coalesce(func.sum(Message.segments), 0),
+        )
+        .where(
+            Message.sent_at >= literal(window.start, UTCDateTime),
+            Message.sent_at < literal(window.end, UTCDateTime),
+        )
         .group_by(month, Message.channel, Message.provider)
     )
     if organisation_id is not None:
@@ -209,21 +230,29 @@ def _message_figures(organisation_id: int | None, window: Window) -> dict:
                 "sent": sent,
                 "delivered": delivered,
                 "delivery_rate": _rate(delivered, sent),
-                "sms_segments": sum(p.get("segments", 0) for p in by_provider if p["channel"] == "sms"),
+                "sms_segments": sum(
+                    p.get("segments", 0) for p in by_provider if p["channel"] == "sms"
+                ),
             },
         }
     }
 
 
-def compute_stats(organisation: Organisation | None, *, now: datetime | None = None,
-                  past_months: int = DEFAULT_MONTHS) -> dict:
+def compute_stats(
+    organisation: Organisation | None,
+    *,
+    now: datetime | None = None,
+    past_months: int = DEFAULT_MONTHS,
+) -> dict:
     """Every figure of the stats page, for one organisation or (``None``) all of them."""
     now = now or utcnow()
     tz = organisation.tz if organisation is not None else ZoneInfo(DEFAULT_TIME_ZONE)
     window = month_window(now, tz, past_months)
     org_id = organisation.id if organisation is not None else None
     return {
-        "organisation": {"id": organisation.id, "name": organisation.name} if organisation else None,
+        "organisation": {"id": organisation.id, "name": organisation.name}
+        if organisation
+        else None,
         "time_zone": tz.key,
         "generated_at": now.astimezone(tz).isoformat(timespec="seconds"),
         "from": window.start.isoformat(),
@@ -274,8 +303,14 @@ def stats_page():
         m: format_date(date.fromisoformat(m + "-01"), "MMM y", locale="fr") for m in data["months"]
     }
     response = render_template(
-        "pages/stats.html", data=data, organisations=organisations, selected=organisation,
-        months_param=months, month_labels=month_labels, RDV_STATUSES=RDV_STATUSES,
-        CANCELLED_VIA=CANCELLED_VIA, VIA_COLUMN_LABELS=VIA_COLUMN_LABELS,
+        "pages/stats.html",
+        data=data,
+        organisations=organisations,
+        selected=organisation,
+        months_param=months,
+        month_labels=month_labels,
+        RDV_STATUSES=RDV_STATUSES,
+        CANCELLED_VIA=CANCELLED_VIA,
+        VIA_COLUMN_LABELS=VIA_COLUMN_LABELS,
     )
     return _cached(make_response(response))

@@ -14,7 +14,15 @@ from datetime import datetime
 from .models import DeliveryEvent, InboundSms, Message, MessageStatusChange, Rdv
 
 # Same instant: the rdv's own facts first, then a message's statuses, then receipts.
-_ORDER = {"booked": 0, "cancelled": 1, "confirmed": 1, "outcome": 1, "inbound": 2, "status": 3, "receipt": 4}
+_ORDER = {
+    "booked": 0,
+    "cancelled": 1,
+    "confirmed": 1,
+    "outcome": 1,
+    "inbound": 2,
+    "status": 3,
+    "receipt": 4,
+}
 
 
 @dataclass
@@ -30,7 +38,9 @@ class TimelineEntry:
     extra: dict = field(default_factory=dict)
 
 
-def build_timeline(rdv: Rdv, messages: list[Message], inbound: list[InboundSms]) -> list[TimelineEntry]:
+def build_timeline(
+    rdv: Rdv, messages: list[Message], inbound: list[InboundSms]
+) -> list[TimelineEntry]:
     """Every event of ``rdv`` and of its messages and replies, oldest first."""
     entries = []
     if rdv.confirmed_at:
@@ -43,7 +53,9 @@ def build_timeline(rdv: Rdv, messages: list[Message], inbound: list[InboundSms])
         for change in message.status_changes:
             entries.append(TimelineEntry(change.at, "status", message=message, change=change))
         for event in message.events:
-            entries.append(TimelineEntry(event.received_at, "receipt", message=message, event=event))
+            entries.append(
+                TimelineEntry(event.received_at, "receipt", message=message, event=event)
+            )
     for sms in inbound:
         entries.append(TimelineEntry(sms.received_at, "inbound", inbound=sms))
     entries.sort(key=lambda e: (e.at, _ORDER[e.what], e.message.id if e.message else 0))

@@ -40,7 +40,9 @@ def clean_usager_fields(data: dict) -> dict:
             errors["email"] = "L'adresse e-mail doit être un texte."
         else:
             try:
-                clean["email"] = validate_email(email.strip(), check_deliverability=False).normalized
+                clean["email"] = validate_email(
+                    email.strip(), check_deliverability=False
+                ).normalized
             except EmailNotValidError:
                 errors["email"] = f"« {email} » n'est pas une adresse e-mail valide."
     for flag in ("notify_sms", "notify_email"):
@@ -49,7 +51,12 @@ def clean_usager_fields(data: dict) -> dict:
             errors[flag] = "Valeur attendue : vrai ou faux."
         else:
             clean[flag] = value
-    if "phone" not in errors and clean.get("notify_sms") and clean["phone"] and not is_mobile(clean["phone"]):
+    if (
+        "phone" not in errors
+        and clean.get("notify_sms")
+        and clean["phone"]
+        and not is_mobile(clean["phone"])
+    ):
         errors["phone"] = "Ce numéro n'est pas un mobile : il ne peut pas recevoir de SMS."
     if not errors and not clean["phone"] and not clean["email"]:
         errors["phone"] = "Indiquez un téléphone mobile ou une adresse e-mail."
@@ -60,7 +67,9 @@ def clean_usager_fields(data: dict) -> dict:
 
 def create_usager(organisation: Organisation, data: dict, commit: bool = True) -> Usager:
     """Create a usager of ``organisation`` from raw input (form or JSON)."""
-    usager = Usager(organisation_id=organisation.id, sms_opted_out=False, **clean_usager_fields(data))
+    usager = Usager(
+        organisation_id=organisation.id, sms_opted_out=False, **clean_usager_fields(data)
+    )
     db.session.add(usager)
     if commit:
         db.session.commit()
@@ -80,7 +89,12 @@ def search_usagers(organisation: Organisation, query: str, limit: int = 20) -> l
     words = [w.replace("%", "").replace("_", "") for w in text.split()[:4]]
     # Every word must match the first or last name: "léa dupont" finds Léa Dupont only.
     conditions.append(
-        and_(*(or_(Usager.first_name.ilike(f"%{w}%"), Usager.last_name.ilike(f"%{w}%")) for w in words))
+        and_(
+            *(
+                or_(Usager.first_name.ilike(f"%{w}%"), Usager.last_name.ilike(f"%{w}%"))
+                for w in words
+            )
+        )
     )
     return list(
         db.session.scalars(

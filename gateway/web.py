@@ -60,12 +60,19 @@ INBOUND_ACTION_LABELS = {
     "unknown_number": "numéro inconnu",
 }
 RETRY_AFTER_SECONDS = 60  # told to clients when the database is unreachable (503)
-VIA_LABELS = {"agent": "un agent", "link": "le lien d'annulation", "sms": "une réponse SMS", "api": "l'API"}
+VIA_LABELS = {
+    "agent": "un agent",
+    "link": "le lien d'annulation",
+    "sms": "une réponse SMS",
+    "api": "l'API",
+}
 
 
 @login_manager.user_loader
 def _load_agent(agent_id: str):
-    agent = db.session.get(Agent, int(agent_id)) if agent_id.isascii() and agent_id.isdigit() else None
+    agent = (
+        db.session.get(Agent, int(agent_id)) if agent_id.isascii() and agent_id.isdigit() else None
+    )
     return agent if agent is not None and agent.is_active else None
 
 
@@ -90,6 +97,7 @@ def init_app(app: Flask) -> None:
         return value.astimezone(tz).strftime(fmt) if tz else value.strftime(fmt)
 
     app.jinja_env.filters["local"] = local
+
     def frdate(value, fmt: str = "EEEE d MMMM y") -> str:
         if isinstance(value, datetime):
             tz = current_user.organisation.tz if current_user.is_authenticated else None
@@ -155,12 +163,21 @@ def init_app(app: Flask) -> None:
             db.session.rollback()
         except Exception:
             app.logger.debug("rollback after a database error failed", exc_info=True)
-        app.logger.error("database unavailable on %s %s (%s)", request.method, request.path,
-                         exc.__class__.__name__)
+        app.logger.error(
+            "database unavailable on %s %s (%s)",
+            request.method,
+            request.path,
+            exc.__class__.__name__,
+        )
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         if _wants_json():
-            body = jsonify(error={"code": "unavailable", "fields": {},
-                                  "message": "Base de données indisponible : réessayez dans un instant."})
+            body = jsonify(
+                error={
+                    "code": "unavailable",
+                    "fields": {},
+                    "message": "Base de données indisponible : réessayez dans un instant.",
+                }
+            )
             return body, 503, headers
         return render_template("pages/unavailable.html"), 503, headers
 
@@ -170,7 +187,9 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
-            return jsonify(error={"code": "internal_error", "message": "Erreur interne.", "fields": {}}), 500
+            return jsonify(
+                error={"code": "internal_error", "message": "Erreur interne.", "fields": {}}
+            ), 500
         return render_template("pages/error.html", error=None), 500
 
 

@@ -152,15 +152,29 @@ class _LeanHttpClient(TwilioHttpClient):
         self._settings = session.merge_environment_settings(base_url, {}, None, None, None)
         session.trust_env = False
 
-    def request(self, method, url, params=None, data=None, headers=None, auth=None,
-                timeout=None, allow_redirects=False) -> TwilioResponse:
+    def request(
+        self,
+        method,
+        url,
+        params=None,
+        data=None,
+        headers=None,
+        auth=None,
+        timeout=None,
+        allow_redirects=False,
+    ) -> TwilioResponse:
         """Send one request as ``TwilioHttpClient.request`` does, minus the per-call set-up."""
         if timeout is None:
             timeout = self.timeout
         elif timeout <= 0:
             raise ValueError(timeout)
-        kwargs: dict[str, Any] = {"method": method.upper(), "url": url, "params": params,
-                                  "headers": headers, "auth": auth}
+        kwargs: dict[str, Any] = {
+            "method": method.upper(),
+            "url": url,
+            "params": params,
+            "headers": headers,
+            "auth": auth,
+        }
         if headers and headers.get("Content-Type") in ("application/json", "application/scim+json"):
             kwargs["json"] = data
         else:
@@ -171,7 +185,8 @@ class _LeanHttpClient(TwilioHttpClient):
         prepared = Request(**kwargs).prepare()
         assert self.session is not None
         response = self.session.get_adapter(prepared.url).send(
-            prepared, timeout=timeout, **self._settings)
+            prepared, timeout=timeout, **self._settings
+        )
         if verbose:
             self.log_response(response.status_code, response)
         return TwilioResponse(int(response.status_code), response.text, response.headers)

@@ -12,8 +12,13 @@ from .retention import retention_command
 
 
 @click.command("dispatch-due")
-@click.option("--at", "at", default=None, metavar="ISO8601",
-              help="Queue what is due at or before this instant (default: now).")
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="ISO8601",
+    help="Queue what is due at or before this instant (default: now).",
+)
 @with_appcontext
 def dispatch_due_command(at: str | None) -> None:
     """Queue every message due at or before --at (default now); print the count.
@@ -29,7 +34,9 @@ def dispatch_due_command(at: str | None) -> None:
         try:
             due_before = parse_iso(at, UTC)
         except ValueError:
-            raise click.BadParameter(f"date ISO 8601 attendue, reçu {at!r}", param_hint="--at") from None
+            raise click.BadParameter(
+                f"date ISO 8601 attendue, reçu {at!r}", param_hint="--at"
+            ) from None
     count = dispatch_all_due(now=utcnow(), due_before=due_before)
     app = current_app._get_current_object()
     if not app.config.get("REDIS_URL"):

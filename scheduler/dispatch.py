@@ -50,8 +50,9 @@ def _lock_for_dispatch(query):
     return query
 
 
-def dispatch_due(now: datetime | None = None, limit: int | None = None,
-                 due_before: datetime | None = None) -> int:
+def dispatch_due(
+    now: datetime | None = None, limit: int | None = None, due_before: datetime | None = None
+) -> int:
     """Queue up to ``limit`` messages due at ``due_before`` (default ``now``); return how many.
 
     ``now`` is the clock (quiet hours, ``queued_at``); ``due_before`` lets
@@ -93,11 +94,14 @@ def dispatch_due(now: datetime | None = None, limit: int | None = None,
     for until, ids in held.items():
         # Not a status change: the row stays scheduled, only later.
         db.session.execute(
-            update(table).where(table.c.id.in_(ids), table.c.status == S.SCHEDULED).values(send_at=until)
+            update(table)
+            .where(table.c.id.in_(ids), table.c.status == S.SCHEDULED)
+            .values(send_at=until)
         )
     moved = set(
-        bulk_transition([r.id for r in ready], S.QUEUED, at=now, from_statuses=(S.SCHEDULED,),
-                        queued_at=now)
+        bulk_transition(
+            [r.id for r in ready], S.QUEUED, at=now, from_statuses=(S.SCHEDULED,), queued_at=now
+        )
     )
     db.session.commit()
     if held:
@@ -114,7 +118,7 @@ def _enqueue_send_jobs(rows) -> int:
     ordered = sorted(rows, key=lambda r: (r.organisation_id, r.channel, r.id))
     for _, group in groupby(ordered, key=lambda r: (r.organisation_id, r.channel)):
         ids = [r.id for r in group]
-        batches.extend(([*ids[i:i + size]],) for i in range(0, len(ids), size))
+        batches.extend(([*ids[i : i + size]],) for i in range(0, len(ids), size))
     return enqueue_many(SEND_JOB, batches, job_timeout=int(config["SEND_JOB_TIMEOUT"]))
 
 
@@ -190,8 +194,13 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
     _enqueue_send_jobs(lost)
     inbound = _requeue_unhandled_inbound(now, lost_before)
     if stale or lost or inbound:
-        log.warning("reconcile: %d stale sending rescheduled, %d lost queued re-queued, "
-                    "%d inbound SMS re-queued", len(stale), len(lost), inbound)
+        log.warning(
+            "reconcile: %d stale sending rescheduled, %d lost queued re-queued, "
+            "%d inbound SMS re-queued",
+            len(stale),
+            len(lost),
+            inbound,
+        )
     return {"rescheduled": len(stale), "requeued": len(lost), "inbound_requeued": inbound}
 
 
@@ -202,10 +211,19 @@ INBOUND_RETRY_WINDOW = timedelta(days=1)
 def _requeue_unhandled_inbound(now: datetime, lost_before: datetime) -> int:
     """Queue again the inbound SMS nobody acted on (see :func:`reconcile_stale`)."""
     rows = db.session.execute(
-        select(InboundSms.id, InboundSms.provider, InboundSms.from_number, InboundSms.concat_ref,
-               InboundSms.concat_part, InboundSms.concat_total)
-        .where(InboundSms.action.is_(None), InboundSms.received_at < lost_before,
-               InboundSms.received_at >= now - INBOUND_RETRY_WINDOW)
+        select(
+            InboundSms.id,
+            InboundSms.provider,
+            InboundSms.from_number,
+            InboundSms.concat_ref,
+            InboundSms.concat_part,
+            InboundSms.concat_total,
+        )
+        .where(
+            InboundSms.action.is_(None),
+            InboundSms.received_at < lost_before,
+            InboundSms.received_at >= now - INBOUND_RETRY_WINDOW,
+        )
         .order_by(InboundSms.id)
         .limit(current_app.config["DISPATCH_LIMIT"])
     ).all()

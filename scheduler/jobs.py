@@ -163,17 +163,24 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     app = current_app._get_current_object()
     started = time.monotonic()
     now = utcnow()
-    claimed = bulk_transition(message_ids, S.SENDING, at=now, from_statuses=(S.QUEUED,),
-                              attempts=Message.__table__.c.attempts + 1)
+    claimed = bulk_transition(
+        message_ids,
+        S.SENDING,
+        at=now,
+        from_statuses=(S.QUEUED,),
+        attempts=Message.__table__.c.attempts + 1,
+    )
     db.session.commit()
     if not claimed:
         return {}
     messages = db.session.scalars(
         select(Message)
         .where(Message.id.in_(claimed))
-        .options(selectinload(Message.rdv).selectinload(Rdv.lieu),
-                 selectinload(Message.rdv).selectinload(Rdv.motif),
-                 selectinload(Message.usager))
+        .options(
+            selectinload(Message.rdv).selectinload(Rdv.lieu),
+            selectinload(Message.rdv).selectinload(Rdv.motif),
+            selectinload(Message.usager),
+        )
         .order_by(Message.id)
     ).all()
     counts: dict[str, int] = {}
@@ -192,19 +199,25 @@ def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
 
 
-def _check_at_send_time(app: Flask, messages: list[Message], now: datetime,
-                        counts: dict[str, int]) -> list[_Task]:
+def _check_at_send_time(
+    app: Flask, messages: list[Message], now: datetime, counts: dict[str, int]
+) -> list[_Task]:
     """Decide, row by row, whether each claimed message still goes; build the tasks."""
     rdv_ids = {m.rdv_id for m in messages if m.rdv_id is not None}
-    latest_move = dict(
-        db.session.execute(
-            select(Message.rdv_id, func.max(Message.id))
-            .where(Message.rdv_id.in_(rdv_ids), Message.kind == "moved")
-            .group_by(Message.rdv_id)
-        ).all()
-    ) if rdv_ids else {}
+    latest_move = (
+        dict(
+            db.session.execute(
+                select(Message.rdv_id, func.max(Message.id))
+                .where(Message.rdv_id.in_(rdv_ids), Message.kind == "moved")
+                .group_by(Message.rdv_id)
+            ).all()
+        )
+        if rdv_ids
+        else {}
+    )
     orgs = {
-        o.id: o for o in db.session.scalars(
+        o.id: o
+        for o in db.session.scalars(
             select(Organisation).where(Organisation.id.in_({m.organisation_id for m in messages}))
         )
     }
@@ -219,8 +232,9 @@ def _check_at_send_time(app: Flask, messages: list[Message], now: datetime,
         # The claimed attempt did not happen: give it back.
         attempts = message.attempts - 1
         if status == S.SCHEDULED:
-            reschedule(message, detail, "heures calmes : envoi reporté au matin", at=now,
-                       attempts=attempts)
+            reschedule(
+                message, detail, "heures calmes : envoi reporté au matin", at=now, attempts=attempts
+            )
             _count(counts, "held")
         else:
             transition(message, status, at=now, detail=detail, attempts=attempts)
@@ -259,15 +273,27 @@ def _task(app: Flask, message: Message, org: Organisation) -> _Task:
     reference = str(message.id)
     if message.channel == CHANNEL_SMS:
         outbound: OutboundSms | OutboundEmail = OutboundSms(
-            reference=reference, to=message.recipient, body=message.body, sender=org.sms_sender or None
+            reference=reference,
+            to=message.recipient,
+            body=message.body,
+            sender=org.sms_sender or None,
         )
     else:
         outbound = OutboundEmail(
-            reference=reference, to=message.recipient, subject=message.subject or "",
-            text=message.body, html=message.html_body, ics=_ics(message),
+            reference=reference,
+            to=message.recipient,
+            subject=message.subject or "",
+            text=message.body,
+            html=message.html_body,
+            ics=_ics(message),
         )
-    return _Task(message.id, message.channel, message.attempts,
-                 tuple(provider_chain(app, org, message.channel)), outbound)
+    return _Task(
+        message.id,
+        message.channel,
+        message.attempts,
+        tuple(provider_chain(app, org, message.channel)),
+        outbound,
+    )
 
 
 def _ics(message: Message) -> str | None:
@@ -301,8 +327,9 @@ def _pool(size: int) -> ThreadPoolExecutor:
     with _pools_lock:
         pool = _pools.get(size)
         if pool is None:
-            pool = _pools[size] = ThreadPoolExecutor(max_workers=size,
-                                                     thread_name_prefix=f"lapin-send-{size}")
+            pool = _pools[size] = ThreadPoolExecutor(
+                max_workers=size, thread_name_prefix=f"lapin-send-{size}"
+            )
         return pool
 
 
@@ -326,7 +353,7 @@ def _send_all(app: Flask, tasks: list[_Task], deadline: float) -> Iterator[list[
 
     if concurrency <= 1 or len(tasks) == 1:
         for start in range(0, len(tasks), chunk):
-            yield [run(t) for t in tasks[start:start + chunk]]
+            yield [run(t) for t in tasks[start : start + chunk]]
         return
     pool = _pool(concurrency)
     window = concurrency + chunk
@@ -359,7 +386,9 @@ def _deliver(app: Flask, task: _Task, per_provider: int, deadline: float) -> _Ou
     while True:
         index = (attempts - 1) // per_provider
         if index >= len(task.chain):
-            error = last_error or TransientProviderError("-", "aucun fournisseur disponible", "exhausted")
+            error = last_error or TransientProviderError(
+                "-", "aucun fournisseur disponible", "exhausted"
+            )
             return _Outcome(task.id, "failed", attempts, error=error)
         name = task.chain[index]
         if time.monotonic() > deadline:
@@ -382,8 +411,14 @@ def _deliver(app: Flask, task: _Task, per_provider: int, deadline: float) -> _Ou
             if next_index != index:
                 attempts += 1  # fail over to the next provider now
                 continue
-            return _Outcome(task.id, "retry", attempts, provider=name, error=exc,
-                            backoff_step=attempts - index * per_provider)
+            return _Outcome(
+                task.id,
+                "retry",
+                attempts,
+                provider=name,
+                error=exc,
+                backoff_step=attempts - index * per_provider,
+            )
         return _Outcome(task.id, "sent", attempts, provider=name, send_result=result)
 
 
@@ -400,16 +435,18 @@ def _write_back(outcomes: list[_Outcome], counts: dict[str, int]) -> None:
     facts = []
     for o in outcomes:
         error = o.error
-        facts.append({
-            "b_id": o.id,
-            "b_attempts": o.attempts,
-            "b_provider": o.provider,
-            "b_pmid": o.send_result.provider_message_id if o.send_result else None,
-            "b_segments": o.send_result.segments if o.send_result else None,
-            "b_error": str(error)[:2000] if error else None,
-            "b_code": ((error.code or "")[:32] or None) if error else None,
-            "b_sent_at": now if o.result == "sent" else None,
-        })
+        facts.append(
+            {
+                "b_id": o.id,
+                "b_attempts": o.attempts,
+                "b_provider": o.provider,
+                "b_pmid": o.send_result.provider_message_id if o.send_result else None,
+                "b_segments": o.send_result.segments if o.send_result else None,
+                "b_error": str(error)[:2000] if error else None,
+                "b_code": ((error.code or "")[:32] or None) if error else None,
+                "b_sent_at": now if o.result == "sent" else None,
+            }
+        )
     # Facts: true whatever the status became meanwhile (a receipt may be faster than us).
     db.session.execute(
         update(table)
@@ -422,7 +459,9 @@ def _write_back(outcomes: list[_Outcome], counts: dict[str, int]) -> None:
             last_error=func.coalesce(bindparam("b_error"), table.c.last_error),
             error_code=func.coalesce(bindparam("b_code"), table.c.error_code),
             # A receipt may already have ended it (undelivered, failed): it was sent all the same.
-            sent_at=func.coalesce(table.c.sent_at, bindparam("b_sent_at", type_=table.c.sent_at.type)),
+            sent_at=func.coalesce(
+                table.c.sent_at, bindparam("b_sent_at", type_=table.c.sent_at.type)
+            ),
         )
         .execution_options(synchronize_session=False),
         facts,
@@ -437,23 +476,36 @@ def _write_back(outcomes: list[_Outcome], counts: dict[str, int]) -> None:
 
     retries: dict[datetime, list[_Outcome]] = {}
     for o in by_result.get("retry", []):
-        at = now + backoff(o.backoff_step, config["RETRY_BASE_SECONDS"], config["RETRY_MAX_SECONDS"])
+        at = now + backoff(
+            o.backoff_step, config["RETRY_BASE_SECONDS"], config["RETRY_MAX_SECONDS"]
+        )
         retries.setdefault(at, []).append(o)
     for at, group in retries.items():
-        bulk_reschedule([o.id for o in group], at, at=now,
-                        details={o.id: f"erreur temporaire, nouvel essai : {o.error}" for o in group})
+        bulk_reschedule(
+            [o.id for o in group],
+            at,
+            at=now,
+            details={o.id: f"erreur temporaire, nouvel essai : {o.error}" for o in group},
+        )
     deferred = by_result.get("deferred", [])
-    bulk_reschedule([o.id for o in deferred], now, at=now,
-                    details={o.id: "lot trop long : renvoyé au prochain passage" for o in deferred})
+    bulk_reschedule(
+        [o.id for o in deferred],
+        now,
+        at=now,
+        details={o.id: "lot trop long : renvoyé au prochain passage" for o in deferred},
+    )
 
     failed = by_result.get("failed", [])
-    failed_ids = bulk_transition([o.id for o in failed], S.FAILED, at=now,
-                                 details={o.id: str(o.error) for o in failed})
+    failed_ids = bulk_transition(
+        [o.id for o in failed], S.FAILED, at=now, details={o.id: str(o.error) for o in failed}
+    )
     opted_out = [o.id for o in failed if o.error is not None and o.error.opted_out]
     if opted_out:
         usager_ids = select(table.c.usager_id).where(table.c.id.in_(opted_out))
         db.session.execute(
-            update(Usager).where(Usager.id.in_(usager_ids)).values(sms_opted_out=True)
+            update(Usager)
+            .where(Usager.id.in_(usager_ids))
+            .values(sms_opted_out=True)
             .execution_options(synchronize_session=False)
         )
     if failed_ids:

@@ -101,8 +101,9 @@ def start_embedded(app: Flask) -> bool:
             return False
         embedded_queue(app).start_worker()
         stop = app.extensions["lapin_embedded_stop"] = threading.Event()
-        thread = threading.Thread(target=run_forever, args=(app, stop),
-                                  name="lapin-embedded-scheduler", daemon=True)
+        thread = threading.Thread(
+            target=run_forever, args=(app, stop), name="lapin-embedded-scheduler", daemon=True
+        )
         app.extensions["lapin_embedded_scheduler"] = thread
         thread.start()
     log.info("embedded worker and scheduler started")

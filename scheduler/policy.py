@@ -139,7 +139,9 @@ def plan_reminders(
     return sorted(times)
 
 
-def immediate_time(kind: str, channel: str, now: datetime, quiet: QuietHours | None, tz: ZoneInfo) -> datetime:
+def immediate_time(
+    kind: str, channel: str, now: datetime, quiet: QuietHours | None, tz: ZoneInfo
+) -> datetime:
     """When a message meant to go "now" may go (held to morning if it is an SMS at night)."""
     return apply_quiet_hours(now, kind, channel, quiet, tz)
 

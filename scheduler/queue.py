@@ -68,7 +68,9 @@ class EmbeddedQueue:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._loop, name="lapin-embedded-worker", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="lapin-embedded-worker", daemon=True
+            )
             self._thread.start()
 
     def _loop(self) -> None:
@@ -126,8 +128,10 @@ def enqueue_many(func_path: str, args_list: list[tuple], job_timeout: int | None
 
         q = rq_queue(app)
         q.enqueue_many(
-            [Queue.prepare_data(func_path, args=tuple(args), timeout=job_timeout)
-             for args in args_list]
+            [
+                Queue.prepare_data(func_path, args=tuple(args), timeout=job_timeout)
+                for args in args_list
+            ]
         )
     else:
         q = embedded_queue(app)
@@ -207,8 +211,7 @@ def run_pending(app: Flask, limit: int = 10_000) -> int:
 def queue_health(app: Flask) -> dict:
     """Queue status for ``/health``: Redis answers a PING, or the embedded queue is in use."""
     if not app.config.get("REDIS_URL"):
-        return {"status": "ok", "backend": "embedded",
-                "pending": embedded_queue(app).jobs.qsize()}
+        return {"status": "ok", "backend": "embedded", "pending": embedded_queue(app).jobs.qsize()}
     from redis.exceptions import RedisError
 
     try:

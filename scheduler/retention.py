@@ -71,7 +71,9 @@ def _batches(query, id_column, batch_size: int):
     """Yield lists of rows of ``query`` by ascending id (keyset pagination, no OFFSET)."""
     last_id = 0
     while True:
-        rows = db.session.execute(query.where(id_column > last_id).order_by(id_column).limit(batch_size)).all()
+        rows = db.session.execute(
+            query.where(id_column > last_id).order_by(id_column).limit(batch_size)
+        ).all()
         if not rows:
             return
         yield rows
@@ -89,21 +91,31 @@ def _anonymise_messages(cutoff: datetime, batch_size: int, dry_run: bool) -> int
         done += len(rows)
         if dry_run:
             continue
-        db.session.execute(update(Message), [
-            {"id": row.id, "body": ANONYMISED, "subject": None, "html_body": None,
-             "recipient": mask_recipient(row.recipient),
-             "last_error": mask_personal_data(row.last_error) if row.last_error else None}
-            for row in rows
-        ])
+        db.session.execute(
+            update(Message),
+            [
+                {
+                    "id": row.id,
+                    "body": ANONYMISED,
+                    "subject": None,
+                    "html_body": None,
+                    "recipient": mask_recipient(row.recipient),
+                    "last_error": mask_personal_data(row.last_error) if row.last_error else None,
+                }
+                for row in rows
+            ],
+        )
         ids = [row.id for row in rows]
         changes = db.session.execute(
             select(MessageStatusChange.id, MessageStatusChange.detail).where(
-                MessageStatusChange.message_id.in_(ids), MessageStatusChange.detail.is_not(None))
+                MessageStatusChange.message_id.in_(ids), MessageStatusChange.detail.is_not(None)
+            )
         ).all()
         if changes:
-            db.session.execute(update(MessageStatusChange), [
-                {"id": c.id, "detail": mask_personal_data(c.detail)} for c in changes
-            ])
+            db.session.execute(
+                update(MessageStatusChange),
+                [{"id": c.id, "detail": mask_personal_data(c.detail)} for c in changes],
+            )
         db.session.commit()
     return done
 
@@ -117,11 +129,18 @@ def _anonymise_inbound(cutoff: datetime, batch_size: int, dry_run: bool) -> int:
         done += len(rows)
         if dry_run:
             continue
-        db.session.execute(update(InboundSms), [
-            {"id": row.id, "body": ANONYMISED, "raw": ANONYMISED_RAW,
-             "from_number": mask_recipient(row.from_number)}
-            for row in rows
-        ])
+        db.session.execute(
+            update(InboundSms),
+            [
+                {
+                    "id": row.id,
+                    "body": ANONYMISED,
+                    "raw": ANONYMISED_RAW,
+                    "from_number": mask_recipient(row.from_number),
+                }
+                for row in rows
+            ],
+        )
         db.session.commit()
     return done
 
@@ -155,7 +174,9 @@ def anonymise_old(
     """
     now = require_aware(now or utcnow())
     if older_than is None:
-        older_than = timedelta(days=current_app.config.get("RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
+        older_than = timedelta(
+            days=current_app.config.get("RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+        )
     if older_than <= timedelta(0):
         raise ValueError("the retention period must be positive")
     cutoff = now - older_than
@@ -165,7 +186,12 @@ def anonymise_old(
         delivery_events=_anonymise_events(cutoff, batch_size, dry_run),
     )
     db.session.rollback()  # a dry run leaves no transaction open
-    log.info("retention%s: cutoff %s, %s", " (dry run)" if dry_run else "", cutoff.isoformat(), asdict(report))
+    log.info(
+        "retention%s: cutoff %s, %s",
+        " (dry run)" if dry_run else "",
+        cutoff.isoformat(),
+        asdict(report),
+    )
     return report
 
 

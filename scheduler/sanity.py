@@ -57,7 +57,9 @@ def _load() -> str:
 def _start_fake(latency: float) -> tuple[subprocess.Popen, int]:
     fake = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.async_twilio", "--latency", str(latency)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     port = int(fake.stdout.readline())
     return fake, port
@@ -65,23 +67,27 @@ def _start_fake(latency: float) -> tuple[subprocess.Popen, int]:
 
 def _settings(args, port: int) -> dict:
     return {
-        "TWILIO_ACCOUNT_SID": "ACsanity", "TWILIO_AUTH_TOKEN": "token",
-        "TWILIO_FROM": "+33700000000", "TWILIO_API_BASE_URL": f"http://127.0.0.1:{port}",
+        "TWILIO_ACCOUNT_SID": "ACsanity",
+        "TWILIO_AUTH_TOKEN": "token",
+        "TWILIO_FROM": "+33700000000",
+        "TWILIO_API_BASE_URL": f"http://127.0.0.1:{port}",
     }
 
 
 def _app(args, port: int, database_url: str, redis_url: str | None):
     from gateway import create_app
 
-    return create_app({
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "REDIS_URL": redis_url,
-        "EMBEDDED_WORKER": False,
-        "SMS_PROVIDERS": ["twilio"],
-        "SMS_CONCURRENCY": args.concurrency,
-        "SEND_BATCH_SIZE": args.batch,
-        "PROVIDER_SETTINGS": _settings(args, port),
-    })
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "REDIS_URL": redis_url,
+            "EMBEDDED_WORKER": False,
+            "SMS_PROVIDERS": ["twilio"],
+            "SMS_CONCURRENCY": args.concurrency,
+            "SEND_BATCH_SIZE": args.batch,
+            "PROVIDER_SETTINGS": _settings(args, port),
+        }
+    )
 
 
 def _reset_database(database_url: str) -> None:
@@ -110,14 +116,22 @@ def _insert_due(count: int) -> None:
         db.session.flush()
     now = utcnow()
     rows = [
-        {"organisation_id": org.id, "channel": "sms", "kind": "reminder", "status": "scheduled",
-         "send_at": now, "recipient": f"+336{i:08d}",
-         "body": "RDV PMI mar. 24/11 14h30, MDS Calais, 12 rue X. Annuler: https://h/c/Ab3dE9xQ2k",
-         "attempts": 0, "created_at": now, "status_changed_at": now}
+        {
+            "organisation_id": org.id,
+            "channel": "sms",
+            "kind": "reminder",
+            "status": "scheduled",
+            "send_at": now,
+            "recipient": f"+336{i:08d}",
+            "body": "RDV PMI mar. 24/11 14h30, MDS Calais, 12 rue X. Annuler: https://h/c/Ab3dE9xQ2k",
+            "attempts": 0,
+            "created_at": now,
+            "status_changed_at": now,
+        }
         for i in range(count)
     ]
     for start in range(0, count, 5000):
-        db.session.execute(Message.__table__.insert(), rows[start:start + 5000])
+        db.session.execute(Message.__table__.insert(), rows[start : start + 5000])
     db.session.commit()
 
 
@@ -127,7 +141,8 @@ def _count_sent() -> int:
 
     db.session.rollback()  # a fresh snapshot
     return db.session.scalar(
-        db.select(db.func.count()).select_from(Message).where(Message.status == "sent"))
+        db.select(db.func.count()).select_from(Message).where(Message.status == "sent")
+    )
 
 
 def _baseline(app, jobs: int) -> float:
@@ -153,9 +168,24 @@ def _profile(args, pid: int, name: str) -> subprocess.Popen | None:
     Path(args.py_spy).mkdir(parents=True, exist_ok=True)
     out = Path(args.py_spy) / f"{name}.txt"
     # --nonblocking: never pause the worker (it runs dozens of threads).
-    return subprocess.Popen(["py-spy", "record", "--nonblocking", "--gil", "--format", "raw", "--rate", "100",
-                             "--pid", str(pid), "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--nonblocking",
+            "--gil",
+            "--format",
+            "raw",
+            "--rate",
+            "100",
+            "--pid",
+            str(pid),
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _run_workers(args, app, port: int, database_url: str, redis_url: str, workers: int) -> None:
@@ -165,14 +195,23 @@ def _run_workers(args, app, port: int, database_url: str, redis_url: str, worker
     from scheduler.queue import rq_queue
 
     _insert_due(args.messages)
-    env = {**os.environ, **_settings(args, port), "DATABASE_URL": database_url,
-           "REDIS_URL": redis_url, "SMS_PROVIDERS": "twilio", "SECRET_KEY": "sanity",
-           "SMS_CONCURRENCY": str(args.concurrency), "SEND_BATCH_SIZE": str(args.batch),
-           "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")}
+    env = {
+        **os.environ,
+        **_settings(args, port),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SMS_PROVIDERS": "twilio",
+        "SECRET_KEY": "sanity",
+        "SMS_CONCURRENCY": str(args.concurrency),
+        "SEND_BATCH_SIZE": str(args.batch),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+    }
     gateway = str(Path(sys.executable).with_name("gateway"))
     log = open(Path(tempfile.gettempdir()) / "lapin-sanity-workers.log", "a")  # noqa: SIM115
-    procs = [subprocess.Popen([gateway, "worker"], env=env, stdout=log, stderr=log)
-             for _ in range(workers)]
+    procs = [
+        subprocess.Popen([gateway, "worker"], env=env, stdout=log, stderr=log)
+        for _ in range(workers)
+    ]
     spies: list = []
     try:
         q = rq_queue(app)
@@ -204,9 +243,12 @@ def _run_workers(args, app, port: int, database_url: str, redis_url: str, worker
             except subprocess.TimeoutExpired:
                 p.kill()
         log.close()
-    print(f"{workers} worker(s): {sent}/{queued} sent in {elapsed:.2f} s = {sent / elapsed:.0f} SMS/s"
-          f" (dispatch {dispatched:.2f} s, {cpu_dispatch * 1000 / max(queued, 1):.2f} ms CPU/msg;"
-          f" workers {cpu_workers * 1000 / max(sent, 1):.2f} ms CPU/msg) {_load()}", flush=True)
+    print(
+        f"{workers} worker(s): {sent}/{queued} sent in {elapsed:.2f} s = {sent / elapsed:.0f} SMS/s"
+        f" (dispatch {dispatched:.2f} s, {cpu_dispatch * 1000 / max(queued, 1):.2f} ms CPU/msg;"
+        f" workers {cpu_workers * 1000 / max(sent, 1):.2f} ms CPU/msg) {_load()}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -217,8 +259,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None, help="SMS_CONCURRENCY")
     parser.add_argument("--batch", type=int, default=None, help="SEND_BATCH_SIZE")
     parser.add_argument("--baseline-jobs", type=int, default=5000)
-    parser.add_argument("--py-spy", metavar="DIR", default=None,
-                        help="profile each worker with py-spy into DIR (collapsed stacks)")
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        default=None,
+        help="profile each worker with py-spy into DIR (collapsed stacks)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL"))
@@ -236,8 +282,10 @@ def main() -> None:
             _redis_run(args, port)
         else:
             _embedded_run(args, port)
-        print(f"fake Twilio: {_cpu_seconds(fake.pid):.1f} s CPU in all "
-              f"(concurrency {args.concurrency}, batch {args.batch}, latency {args.latency * 1000:.0f} ms)")
+        print(
+            f"fake Twilio: {_cpu_seconds(fake.pid):.1f} s CPU in all "
+            f"(concurrency {args.concurrency}, batch {args.batch}, latency {args.latency * 1000:.0f} ms)"
+        )
     finally:
         fake.terminate()
         fake.wait(10)
@@ -274,8 +322,10 @@ def _embedded_run(args, port: int) -> None:
         run_pending(app)
         elapsed = time.monotonic() - started
         sent = _count_sent()
-    print(f"embedded (SQLite, one process): {sent}/{queued} sent in {elapsed:.2f} s = "
-          f"{sent / elapsed:.0f} SMS/s {_load()}")
+    print(
+        f"embedded (SQLite, one process): {sent}/{queued} sent in {elapsed:.2f} s = "
+        f"{sent / elapsed:.0f} SMS/s {_load()}"
+    )
 
 
 if __name__ == "__main__":

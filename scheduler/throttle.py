@@ -113,13 +113,17 @@ def rate_limiter(app: Flask, provider: str):
         limiter = cache.get(provider)
         if limiter is None:
             rate = float(app.config.get(f"{provider.upper()}_RATE_PER_SECOND") or 0)
-            account = app.config["PROVIDER_SETTINGS"].get(_ACCOUNT_KEYS.get(provider, ""), "default")
+            account = app.config["PROVIDER_SETTINGS"].get(
+                _ACCOUNT_KEYS.get(provider, ""), "default"
+            )
             if rate <= 0:
                 limiter = Unlimited()
             elif app.config.get("REDIS_URL"):
                 from .queue import redis_connection
 
-                limiter = RedisBucket(redis_connection(app), f"lapin:rate:{provider}:{account}", rate)
+                limiter = RedisBucket(
+                    redis_connection(app), f"lapin:rate:{provider}:{account}", rate
+                )
             else:
                 limiter = LocalBucket(rate)
             cache[provider] = limiter

@@ -16,8 +16,14 @@ from gateway.timeutil import utcnow
 from providers import status as S
 
 
-def transition(message: Message, new_status: str, *, at: datetime | None = None,
-               detail: str | None = None, **fields) -> bool:
+def transition(
+    message: Message,
+    new_status: str,
+    *,
+    at: datetime | None = None,
+    detail: str | None = None,
+    **fields,
+) -> bool:
     """Move ``message`` to ``new_status`` if that is a forward move; set ``fields`` with it.
 
     Returns False, changing nothing, when the move would go backwards or
@@ -51,8 +57,9 @@ def record_created(message: Message, at: datetime) -> None:
 _RESCHEDULABLE = frozenset({S.QUEUED, S.SENDING})
 
 
-def reschedule(message: Message, send_at: datetime, detail: str, *, at: datetime | None = None,
-               **fields) -> bool:
+def reschedule(
+    message: Message, send_at: datetime, detail: str, *, at: datetime | None = None, **fields
+) -> bool:
     """Put a ``queued`` or ``sending`` message back to ``scheduled`` for ``send_at``.
 
     This is the scheduler's own retry and the ONE deliberate step backwards in
@@ -82,8 +89,15 @@ def allowed_sources(new_status: str) -> tuple[str, ...]:
     return tuple(s for s in S.ALL_STATUSES if S.can_transition(s, new_status))
 
 
-def bulk_transition(ids, new_status: str, *, at: datetime, from_statuses=None,
-                    details: dict[int, str] | None = None, **values) -> list[int]:
+def bulk_transition(
+    ids,
+    new_status: str,
+    *,
+    at: datetime,
+    from_statuses=None,
+    details: dict[int, str] | None = None,
+    **values,
+) -> list[int]:
     """Move many messages to ``new_status`` in one UPDATE; return the ids that moved.
 
     The same forward-only rule as :func:`transition`, applied in SQL: only rows
@@ -98,8 +112,9 @@ def bulk_transition(ids, new_status: str, *, at: datetime, from_statuses=None,
     ids = list(ids)
     if not ids:
         return []
-    sources = tuple(s for s in (from_statuses or allowed_sources(new_status))
-                    if S.can_transition(s, new_status))
+    sources = tuple(
+        s for s in (from_statuses or allowed_sources(new_status)) if S.can_transition(s, new_status)
+    )
     table = Message.__table__
     set_values = {"status": new_status, "status_changed_at": at, **values}
     if new_status == S.SENT:
@@ -108,7 +123,7 @@ def bulk_transition(ids, new_status: str, *, at: datetime, from_statuses=None,
         )
     moved: list[int] = []
     for start in range(0, len(ids), 1000):  # keep IN lists and parameters bounded
-        chunk = ids[start:start + 1000]
+        chunk = ids[start : start + 1000]
         result = db.session.execute(
             update(table)
             .where(table.c.id.in_(chunk), table.c.status.in_(sources))
@@ -120,14 +135,17 @@ def bulk_transition(ids, new_status: str, *, at: datetime, from_statuses=None,
         details = details or {}
         db.session.execute(
             insert(MessageStatusChange.__table__),
-            [{"message_id": mid, "status": new_status, "at": at, "detail": details.get(mid)}
-             for mid in moved],
+            [
+                {"message_id": mid, "status": new_status, "at": at, "detail": details.get(mid)}
+                for mid in moved
+            ],
         )
     return moved
 
 
-def bulk_reschedule(ids, send_at: datetime, *, at: datetime, details: dict[int, str] | None = None,
-                    **values) -> list[int]:
+def bulk_reschedule(
+    ids, send_at: datetime, *, at: datetime, details: dict[int, str] | None = None, **values
+) -> list[int]:
     """:func:`reschedule` for many rows at once (the send job's retries); returns the moved ids."""
     from sqlalchemy import insert, update
 
@@ -137,7 +155,7 @@ def bulk_reschedule(ids, send_at: datetime, *, at: datetime, details: dict[int, 
     table = Message.__table__
     moved: list[int] = []
     for start in range(0, len(ids), 1000):
-        chunk = ids[start:start + 1000]
+        chunk = ids[start : start + 1000]
         result = db.session.execute(
             update(table)
             .where(table.c.id.in_(chunk), table.c.status.in_(tuple(_RESCHEDULABLE)))
@@ -149,7 +167,9 @@ def bulk_reschedule(ids, send_at: datetime, *, at: datetime, details: dict[int, 
         details = details or {}
         db.session.execute(
             insert(MessageStatusChange.__table__),
-            [{"message_id": mid, "status": S.SCHEDULED, "at": at, "detail": details.get(mid)}
-             for mid in moved],
+            [
+                {"message_id": mid, "status": S.SCHEDULED, "at": at, "detail": details.get(mid)}
+                for mid in moved
+            ],
         )
     return moved

@@ -150,5 +150,7 @@ def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
     if skipped:
-        reporter.write_line(f"LAPIN_NO_SKIP=1: {len(skipped)} test(s) skipped, which this run forbids", red=True)
+        reporter.write_line(
+            f"LAPIN_NO_SKIP=1: {len(skipped)} test(s) skipped, which this run forbids", red=True
+        )
         session.exitstatus = 1

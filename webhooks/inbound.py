@@ -226,7 +226,9 @@ def _join_parts(row: InboundSms) -> InboundSms | None:
 
 def match(phone: str, now: datetime) -> tuple[Usager | None, Rdv | None]:
     """The usager and the rdv an SMS from ``phone`` is about (see the module doc)."""
-    usagers = db.session.scalars(select(Usager).where(Usager.phone == phone).order_by(Usager.id)).all()
+    usagers = db.session.scalars(
+        select(Usager).where(Usager.phone == phone).order_by(Usager.id)
+    ).all()
     if not usagers:
         return None, None
     recent = db.session.scalar(
@@ -276,7 +278,9 @@ def _act(row: InboundSms, now: datetime) -> str:
         row.action, template = ACTION_OPTED_OUT, "stop"
     elif kind == START:
         db.session.execute(
-            update(Usager).where(Usager.phone == phone).values(sms_opted_out=False)
+            update(Usager)
+            .where(Usager.phone == phone)
+            .values(sms_opted_out=False)
             .execution_options(synchronize_session="fetch")
         )
         row.action, template = ACTION_OPTED_IN, "start"
@@ -321,8 +325,9 @@ def _cancel(rdv: Rdv, phone: str, now: datetime) -> tuple[str, str]:
     return ACTION_CANCELLED, "cancelled"
 
 
-def create_reply(usager: Usager, to_number: str, template: str, rdv: Rdv | None,
-                 now: datetime) -> Message:
+def create_reply(
+    usager: Usager, to_number: str, template: str, rdv: Rdv | None, now: datetime
+) -> Message:
     """The SMS answering an inbound SMS: a ``reply`` message, due now, for the pipeline to send."""
     org = db.session.get(Organisation, usager.organisation_id)
     tz = org.tz
@@ -334,5 +339,14 @@ def create_reply(usager: Usager, to_number: str, template: str, rdv: Rdv | None,
         "time": hour(rdv.starts_at, tz) if rdv else "",
     }
     rendered = render_reply(template, **context)
-    return new_message(organisation_id=org.id, rdv=rdv, usager_id=usager.id, channel=CHANNEL_SMS,
-                       kind="reply", recipient=to_number, send_at=now, now=now, rendered=rendered)
+    return new_message(
+        organisation_id=org.id,
+        rdv=rdv,
+        usager_id=usager.id,
+        channel=CHANNEL_SMS,
+        kind="reply",
+        recipient=to_number,
+        send_at=now,
+        now=now,
+        rendered=rendered,
+    )

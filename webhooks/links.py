@@ -38,7 +38,9 @@ cancel_link_limit = limiter.shared_limit(_rate_limit, scope="cancel-link")
 def _participation(code: str) -> Participation:
     if not code.isalnum() or len(code) > MAX_CODE_LENGTH:
         abort(404)
-    participation = db.session.scalar(select(Participation).where(Participation.cancel_code == code))
+    participation = db.session.scalar(
+        select(Participation).where(Participation.cancel_code == code)
+    )
     if participation is None:
         abort(404)
     return participation

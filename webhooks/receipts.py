@@ -88,7 +88,12 @@ def our_id(receipt: Receipt) -> int | None:
     Our ids are ASCII digits within the primary key range ("²".isdigit() is true too).
     """
     reference = (receipt.reference or "").strip()
-    if reference.isascii() and reference.isdigit() and len(reference) <= 10 and is_db_id(int(reference)):
+    if (
+        reference.isascii()
+        and reference.isdigit()
+        and len(reference) <= 10
+        and is_db_id(int(reference))
+    ):
         return int(reference)
     return None
 
@@ -103,10 +108,12 @@ def find_message(receipt: Receipt) -> Message | None:
     if message_id is not None:
         queries.append(select(Message).where(Message.id == message_id))
     if receipt.provider_message_id:
-        queries.append(select(Message).where(
-            Message.provider == receipt.provider,
-            Message.provider_message_id == receipt.provider_message_id,
-        ))
+        queries.append(
+            select(Message).where(
+                Message.provider == receipt.provider,
+                Message.provider_message_id == receipt.provider_message_id,
+            )
+        )
     for query in queries:
         message = db.session.scalars(query.with_for_update()).first()
         if message is not None:
@@ -189,8 +196,9 @@ def _apply_fast(receipt: Receipt, now: datetime) -> bool | None:
         "detail": receipt.error_message or f"{receipt.provider}: {receipt.raw_status}",
     }
     with db.engine.connect() as conn:
-        found, moved = conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-            _FAST_APPLY, params).one()
+        found, moved = (
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(_FAST_APPLY, params).one()
+        )
     return bool(moved) if found else None
 
 
@@ -205,8 +213,12 @@ def apply_receipt(receipt: Receipt, now: datetime | None = None) -> bool:
     message = find_message(receipt)
     event = _new_event(receipt, now)
     if message is None:
-        log.info("receipt from %s for unknown message %s (ref %s): recorded",
-                 receipt.provider, receipt.provider_message_id, receipt.reference)
+        log.info(
+            "receipt from %s for unknown message %s (ref %s): recorded",
+            receipt.provider,
+            receipt.provider_message_id,
+            receipt.reference,
+        )
         db.session.commit()
         return False
     event.message_id = message.id
@@ -276,7 +288,10 @@ def opt_out_number(phone: str) -> int:
     """
     result = db.session.execute(
         update(Usager)
-        .where(Usager.phone == phone, or_(Usager.sms_opted_out.is_(False), Usager.sms_opted_out.is_(None)))
+        .where(
+            Usager.phone == phone,
+            or_(Usager.sms_opted_out.is_(False), Usager.sms_opted_out.is_(None)),
+        )
         .values(sms_opted_out=True)
         .execution_options(synchronize_session="fetch")
     )

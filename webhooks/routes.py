@@ -97,4 +97,3 @@ def vonage_inbound():
     except inbound.InvalidInbound:
         abort(400, "SMS entrant incomplet : messageId et msisdn sont obligatoires.")
     return _ok()
-

@@ -38,7 +38,9 @@ def twilio_ok(form: Mapping[str, Any]) -> bool:
     if not token:
         log.warning("Twilio webhook refused: TWILIO_AUTH_TOKEN is not configured")
         return False
-    ok = twilio.validate_signature(token, public_url(), form, request.headers.get("X-Twilio-Signature"))
+    ok = twilio.validate_signature(
+        token, public_url(), form, request.headers.get("X-Twilio-Signature")
+    )
     if not ok:
         log.warning("Twilio webhook refused: bad or missing signature on %s", request.path)
     return ok

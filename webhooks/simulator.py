@@ -93,12 +93,16 @@ def outbox():
         .limit(PAGE_SIZE)
     ).all()
     numbers = {m.recipient for m in messages if m.channel == CHANNEL_SMS}
-    replies = db.session.scalars(
-        select(InboundSms)
-        .where(InboundSms.provider == NAME, InboundSms.from_number.in_(numbers))
-        .order_by(InboundSms.received_at.desc())
-        .limit(PAGE_SIZE)
-    ).all() if numbers else []
+    replies = (
+        db.session.scalars(
+            select(InboundSms)
+            .where(InboundSms.provider == NAME, InboundSms.from_number.in_(numbers))
+            .order_by(InboundSms.received_at.desc())
+            .limit(PAGE_SIZE)
+        ).all()
+        if numbers
+        else []
+    )
     return render_template(
         "pages/simulator_outbox.html",
         threads=threads(messages, replies),
@@ -110,21 +114,27 @@ def outbox():
 def reply(message_id: int):
     """Reply to an SMS as its recipient would, through the inbound SMS handling."""
     message = db.session.get(Message, message_id)
-    if (message is None or message.organisation_id != current_user.organisation_id
-            or message.channel != CHANNEL_SMS or message.provider != NAME):
+    if (
+        message is None
+        or message.organisation_id != current_user.organisation_id
+        or message.channel != CHANNEL_SMS
+        or message.provider != NAME
+    ):
         abort(404)
     text = (request.form.get("body") or "").strip()
     if not text or len(text) > MAX_REPLY_LENGTH:
         flash(f"Écrivez une réponse de 1 à {MAX_REPLY_LENGTH} caractères.", "error")
         return redirect(url_for("simulator.outbox", _anchor=thread_anchor(message.recipient)))
-    inbound.receive(base.InboundSms(
-        provider=NAME,
-        provider_message_id="SIMIN" + uuid.uuid4().hex,
-        from_number=message.recipient,
-        to_number=message.rdv.organisation.sms_sender if message.rdv else "",
-        body=text,
-        raw={"in_reply_to": message.id, "text": text},
-    ))
+    inbound.receive(
+        base.InboundSms(
+            provider=NAME,
+            provider_message_id="SIMIN" + uuid.uuid4().hex,
+            from_number=message.recipient,
+            to_number=message.rdv.organisation.sms_sender if message.rdv else "",
+            body=text,
+            raw={"in_reply_to": message.id, "text": text},
+        )
+    )
     flash(f"Réponse « {text} » envoyée depuis le {display_phone(message.recipient)}.", "success")
     return redirect(url_for("simulator.outbox", _anchor=thread_anchor(message.recipient)))
 

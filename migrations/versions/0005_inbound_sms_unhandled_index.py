@@ -3,20 +3,27 @@
 Revision ID: 0005
 Revises: 0003
 """
+
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005'
-down_revision = '0003'
+revision = "0005"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index('ix_inbound_sms_unhandled', 'inbound_sms', ['received_at'], unique=False,
-                    postgresql_where=sa.text('action IS NULL'), sqlite_where=sa.text('action IS NULL'))
+    op.create_index(
+        "ix_inbound_sms_unhandled",
+        "inbound_sms",
+        ["received_at"],
+        unique=False,
+        postgresql_where=sa.text("action IS NULL"),
+        sqlite_where=sa.text("action IS NULL"),
+    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_inbound_sms_unhandled', table_name='inbound_sms')
+    op.drop_index("ix_inbound_sms_unhandled", table_name="inbound_sms")

@@ -17,27 +17,41 @@ from providers.twilio import TwilioSms, parse_status_callback, validate_signatur
 
 
 def _adapter(base_url: str, account_sid: str = TWILIO_ACCOUNT_SID) -> TwilioSms:
-    return TwilioSms(account_sid, TWILIO_AUTH_TOKEN, from_number=TWILIO_FROM, api_base_url=base_url,
-                     status_callback_url="https://lapin.test/webhooks/twilio/status")
+    return TwilioSms(
+        account_sid,
+        TWILIO_AUTH_TOKEN,
+        from_number=TWILIO_FROM,
+        api_base_url=base_url,
+        status_callback_url="https://lapin.test/webhooks/twilio/status",
+    )
 
 
 def test_fake_twilio_answers_the_real_adapter_like_twilio():
     with fake_twilio.in_thread() as (base_url, fake):
         result = _adapter(base_url).send_sms(
-            OutboundSms(to="+33612345678", body="RDV PMI mar. 24/11 14h30", reference="42"))
+            OutboundSms(to="+33612345678", body="RDV PMI mar. 24/11 14h30", reference="42")
+        )
         assert result.provider == "twilio"
         assert result.provider_message_id.startswith("SM") and len(result.provider_message_id) == 34
         assert result.segments == 1
-        assert fake_twilio.stats(base_url) == {"requests": 2, "messages": 1, "distinct": 1, "errors": 0}
+        assert fake_twilio.stats(base_url) == {
+            "requests": 2,
+            "messages": 1,
+            "distinct": 1,
+            "errors": 0,
+        }
         assert fake.stats.callbacks == {"https://lapin.test/webhooks/twilio/status?ref=42"}
 
 
 def test_fake_twilio_refuses_unauthenticated_sends_with_a_twilio_error():
     with fake_twilio.in_thread() as (base_url, fake):
         conn = http.client.HTTPConnection(base_url.removeprefix("http://"), timeout=10)
-        conn.request("POST", f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json",
-                     body="To=%2B33612345678&From=%2B33700000001&Body=x",
-                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        conn.request(
+            "POST",
+            f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json",
+            body="To=%2B33612345678&From=%2B33700000001&Body=x",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         response = conn.getresponse()
         payload = json.loads(response.read())
         conn.close()
@@ -46,10 +60,19 @@ def test_fake_twilio_refuses_unauthenticated_sends_with_a_twilio_error():
         assert fake.stats.messages == 0 and fake.stats.errors == 1
 
 
-@pytest.mark.parametrize(("body", "segments"), [
-    ("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3), ("€" * 80, 1),
-    ("é" * 160, 1), ("œ" * 70, 1), ("œ" * 71, 2),
-])
+@pytest.mark.parametrize(
+    ("body", "segments"),
+    [
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),
+        ("é" * 160, 1),
+        ("œ" * 70, 1),
+        ("œ" * 71, 2),
+    ],
+)
 def test_fake_twilio_counts_segments_like_twilio(body, segments):
     assert fake_twilio.num_segments(body) == segments
 

@@ -19,8 +19,14 @@ from gateway import create_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -36,12 +42,16 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def browser():
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
-                    "to run the browser tests")
+        pytest.skip(
+            f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
+            "to run the browser tests"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
         yield browser
         browser.close()
 
@@ -75,7 +85,9 @@ def live_server(live_app):
 
 def _open_page(browser, live_server, request, **options):
     """A fresh context and page; console errors (CSP included) fail the test; screenshot on failure."""
-    context = browser.new_context(base_url=live_server, locale="fr-FR", timezone_id="Europe/Paris", **options)
+    context = browser.new_context(
+        base_url=live_server, locale="fr-FR", timezone_id="Europe/Paris", **options
+    )
     context.set_default_timeout(10_000)
     page = context.new_page()
     errors: list[str] = []
@@ -102,5 +114,12 @@ def page(browser, live_server, request):
 @pytest.fixture
 def phone(browser, live_server, request):
     """A fresh page in a phone-sized, touch browser (the usager's), with no agent session."""
-    yield from _open_page(browser, live_server, request, viewport={"width": 360, "height": 740},
-                          device_scale_factor=2, is_mobile=True, has_touch=True)
+    yield from _open_page(
+        browser,
+        live_server,
+        request,
+        viewport={"width": 360, "height": 740},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )

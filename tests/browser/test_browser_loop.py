@@ -34,7 +34,8 @@ def sms_thread(page: Page, number: str):
 
 
 def test_the_link_in_the_sms_cancels_from_a_phone_and_the_slot_is_free_again(
-        page: Page, phone: Page, world, live_app):
+    page: Page, phone: Page, world, live_app
+):
     log_in(page, world)
     slot_href = choose_slot(page, world)
     page.get_by_label("Prénom").fill("Inès")
@@ -75,7 +76,9 @@ def test_the_link_in_the_sms_cancels_from_a_phone_and_the_slot_is_free_again(
     run_pipeline(live_app)
     page.goto("/simulator/outbox")
     expect(sms_thread(page, "06 11 22 33 44").locator(".bubble.in")).to_have_count(2)
-    expect(sms_thread(page, "06 11 22 33 44").locator(".bubble.in").last).to_contain_text("Annulation")
+    expect(sms_thread(page, "06 11 22 33 44").locator(".bubble.in").last).to_contain_text(
+        "Annulation"
+    )
 
 
 def test_a_reply_annuler_typed_in_the_outbox_cancels_the_rdv(page: Page, world, live_app):
@@ -93,14 +96,18 @@ def test_a_reply_annuler_typed_in_the_outbox_cancels_the_rdv(page: Page, world, 
     expect(thread.locator(".bubble.in")).to_contain_text("répondez ANNULER")
     thread.get_by_label("Répondre depuis le 06 12 34 56 78").fill("annuler")
     thread.get_by_role("button", name="Envoyer").click()
-    expect(page.get_by_role("status")).to_contain_text("Réponse « annuler » envoyée depuis le 06 12 34 56 78")
+    expect(page.get_by_role("status")).to_contain_text(
+        "Réponse « annuler » envoyée depuis le 06 12 34 56 78"
+    )
 
     run_pipeline(live_app)
     page.reload()
     thread = sms_thread(page, "06 12 34 56 78")
     expect(thread.locator(".bubble.out")).to_contain_text("annuler")
     expect(thread.locator(".bubble.out")).to_contain_text("rendez-vous annulé")
-    expect(thread.locator(".bubble.in").last).to_contain_text("est annulé. Merci de nous avoir prévenus")
+    expect(thread.locator(".bubble.in").last).to_contain_text(
+        "est annulé. Merci de nous avoir prévenus"
+    )
 
     page.goto(rdv_url)
     timeline = page.locator("#timeline")

@@ -37,9 +37,16 @@ class FastFakeTwilio:
             return 404, b'{"code": 20404, "message": "Not Found", "status": 404}'
         self.accepted += 1
         sid = f"{_SID_PREFIX}{self.accepted:024x}"
-        return 201, json.dumps({"sid": sid, "status": "queued", "num_segments": "1",
-                                "error_code": None, "error_message": None,
-                                "direction": "outbound-api"}).encode()
+        return 201, json.dumps(
+            {
+                "sid": sid,
+                "status": "queued",
+                "num_segments": "1",
+                "error_code": None,
+                "error_message": None,
+                "direction": "outbound-api",
+            }
+        ).encode()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one keep-alive connection: one request at a time, as HTTP/1.1 clients do."""

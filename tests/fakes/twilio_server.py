@@ -81,9 +81,16 @@ class Accepted:
 class FakeTwilio:
     """The fake server; start with ``start()`` or a ``with`` block."""
 
-    def __init__(self, *, account_sid: str = "ACfake", auth_token: str = "fake-token",
-                 host: str = "127.0.0.1", port: int = 0, slow_seconds: float = 0.5,
-                 hang_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        account_sid: str = "ACfake",
+        auth_token: str = "fake-token",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        slow_seconds: float = 0.5,
+        hang_seconds: float = 30.0,
+    ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.mode = "ok"
@@ -109,8 +116,12 @@ class FakeTwilio:
     @property
     def settings(self) -> dict[str, str]:
         """Provider settings (environment names) that point the gateway here."""
-        return {"TWILIO_ACCOUNT_SID": self.account_sid, "TWILIO_AUTH_TOKEN": self.auth_token,
-                "TWILIO_FROM": "+33700000000", "TWILIO_API_BASE_URL": self.base_url}
+        return {
+            "TWILIO_ACCOUNT_SID": self.account_sid,
+            "TWILIO_AUTH_TOKEN": self.auth_token,
+            "TWILIO_FROM": "+33700000000",
+            "TWILIO_API_BASE_URL": self.base_url,
+        }
 
     def script(self, modes: list[str]) -> None:
         """Answer the next requests with ``modes`` in order, then with ``self.mode``."""
@@ -128,8 +139,11 @@ class FakeTwilio:
         ``StatusCallback``), whatever the answer; only those answered with ``modes`` if given."""
         with self._lock:
             requests = list(self.requests)
-        return Counter(ref_of(r.form.get("StatusCallback")) for r in requests
-                       if modes is None or r.mode in modes)
+        return Counter(
+            ref_of(r.form.get("StatusCallback"))
+            for r in requests
+            if modes is None or r.mode in modes
+        )
 
     def sids_by_ref(self) -> dict[str, set[str]]:
         """The sids the fake issued (201 answers) per gateway message id."""
@@ -150,7 +164,9 @@ class FakeTwilio:
 
     def start(self) -> FakeTwilio:
         self._release.clear()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-twilio", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-twilio", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -200,8 +216,13 @@ class FakeTwilio:
                 match = _PATH.match(self.path.split("?")[0])
                 if not match:
                     return self._json(404, {"code": 20404, "message": "Not found", "status": 404})
-                if not fake._authorised(self.headers.get("Authorization")) or match["sid"] != fake.account_sid:
-                    return self._json(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                if (
+                    not fake._authorised(self.headers.get("Authorization"))
+                    or match["sid"] != fake.account_sid
+                ):
+                    return self._json(
+                        401, {"code": 20003, "message": "Authenticate", "status": 401}
+                    )
                 form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
                 mode = fake._next_mode()
                 with fake._lock:
@@ -214,8 +235,15 @@ class FakeTwilio:
                     mode = "ok"
                 if mode in _ERRORS:
                     status, code, message = _ERRORS[mode]
-                    return self._json(status, {"code": code, "message": message, "status": status,
-                                               "more_info": f"https://www.twilio.com/docs/errors/{code}"})
+                    return self._json(
+                        status,
+                        {
+                            "code": code,
+                            "message": message,
+                            "status": status,
+                            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                        },
+                    )
                 return self._json(201, fake._accept(match["sid"], form))
 
             def _json(self, status: int, body: dict) -> None:
@@ -236,16 +264,33 @@ class FakeTwilio:
         body = form.get("Body", "")
         segments = 1 if len(body) <= 160 else -(-len(body) // 153)
         with self._lock:
-            self.accepted.append(Accepted(sid, form.get("To", ""), body, form.get("From"),
-                                          form.get("StatusCallback")))
+            self.accepted.append(
+                Accepted(
+                    sid, form.get("To", ""), body, form.get("From"), form.get("StatusCallback")
+                )
+            )
         now = format_datetime(datetime.now(UTC), usegmt=True)
         return {
-            "sid": sid, "account_sid": account_sid, "to": form.get("To"), "from": form.get("From"),
-            "messaging_service_sid": form.get("MessagingServiceSid"), "body": body, "status": "queued",
-            "num_segments": str(segments), "num_media": "0", "direction": "outbound-api",
-            "api_version": "2010-04-01", "price": None, "price_unit": "EUR", "error_code": None,
-            "error_message": None, "date_created": now, "date_updated": now, "date_sent": None,
-            "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json", "subresource_uris": {},
+            "sid": sid,
+            "account_sid": account_sid,
+            "to": form.get("To"),
+            "from": form.get("From"),
+            "messaging_service_sid": form.get("MessagingServiceSid"),
+            "body": body,
+            "status": "queued",
+            "num_segments": str(segments),
+            "num_media": "0",
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "price": None,
+            "price_unit": "EUR",
+            "error_code": None,
+            "error_message": None,
+            "date_created": now,
+            "date_updated": now,
+            "date_sent": None,
+            "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
+            "subresource_uris": {},
         }
 
 
@@ -275,8 +320,13 @@ def main() -> None:
     parser.add_argument("--account-sid", default="ACfake")
     parser.add_argument("--auth-token", default="fake-token")
     args = parser.parse_args()
-    fake = FakeTwilio(account_sid=args.account_sid, auth_token=args.auth_token, host=args.host,
-                      port=args.port, slow_seconds=args.slow_seconds)
+    fake = FakeTwilio(
+        account_sid=args.account_sid,
+        auth_token=args.auth_token,
+        host=args.host,
+        port=args.port,
+        slow_seconds=args.slow_seconds,
+    )
     fake.mode = args.mode
     print(f"fake Twilio on {fake.base_url} (mode {fake.mode}); Ctrl-C to stop", flush=True)
     fake._server.serve_forever()

@@ -22,20 +22,32 @@ def at(day, hour, minute=0):
 
 
 def _book(world, starts, usager=None, agent=None, now=NOW, motif=None):
-    return book(world.org, motif_id=(motif or world.motif).id, lieu_id=world.lieu.id,
-                agent_id=(agent or world.agent).id, usager_ids=[(usager or world.usager).id],
-                starts_at=starts, now=now)
+    return book(
+        world.org,
+        motif_id=(motif or world.motif).id,
+        lieu_id=world.lieu.id,
+        agent_id=(agent or world.agent).id,
+        usager_ids=[(usager or world.usager).id],
+        starts_at=starts,
+        now=now,
+    )
 
 
 def messages(rdv):
-    return db.session.scalars(select(Message).where(Message.rdv_id == rdv.id).order_by(Message.id)).all()
+    return db.session.scalars(
+        select(Message).where(Message.rdv_id == rdv.id).order_by(Message.id)
+    ).all()
 
 
 def test_booking_plans_a_confirmation_now_and_a_reminder_48h_before_per_channel(world):
     rdv = _book(world, at(5, 10, 30))
     planned = {(m.channel, m.kind): m for m in messages(rdv)}
-    assert set(planned) == {("sms", "confirmation"), ("sms", "reminder"),
-                            ("email", "confirmation"), ("email", "reminder")}
+    assert set(planned) == {
+        ("sms", "confirmation"),
+        ("sms", "reminder"),
+        ("email", "confirmation"),
+        ("email", "reminder"),
+    }
     assert planned[("sms", "confirmation")].send_at == NOW
     assert planned[("sms", "reminder")].send_at == at(3, 10, 30)
     assert all(m.status == S.SCHEDULED for m in planned.values())
@@ -44,7 +56,9 @@ def test_booking_plans_a_confirmation_now_and_a_reminder_48h_before_per_channel(
     assert sms.segments == 1 and sms.encoding == "GSM-7"
     assert "ven. 05/06 10h30" in sms.body and "https://lapin.test/c/" in sms.body
     assert rdv.participations[0].cancel_code in sms.body
-    assert planned[("email", "confirmation")].subject.startswith("Votre rendez-vous du vendredi 5 juin 2026")
+    assert planned[("email", "confirmation")].subject.startswith(
+        "Votre rendez-vous du vendredi 5 juin 2026"
+    )
 
 
 def test_a_reminder_already_past_at_booking_is_not_created(world):
@@ -53,8 +67,14 @@ def test_a_reminder_already_past_at_booking_is_not_created(world):
 
 
 def test_no_consent_no_message_and_landline_gets_no_sms(world):
-    usager = Usager(organisation_id=world.org.id, first_name="A", last_name="B", phone="+33144556677",
-                    email="b@example.org", notify_email=False)
+    usager = Usager(
+        organisation_id=world.org.id,
+        first_name="A",
+        last_name="B",
+        phone="+33144556677",
+        email="b@example.org",
+        notify_email=False,
+    )
     db.session.add(usager)
     db.session.commit()
     rdv = _book(world, at(5, 9, 0), usager=usager)
@@ -114,7 +134,11 @@ def test_moving_cancels_unsent_messages_and_plans_a_moved_message_and_new_remind
     assert all(by_id[m.id].status == S.CANCELLED for m in old)
     new = [m for m in by_id.values() if m.id not in {o.id for o in old}]
     assert sorted((m.channel, m.kind) for m in new) == [
-        ("email", "moved"), ("email", "reminder"), ("sms", "moved"), ("sms", "reminder")]
+        ("email", "moved"),
+        ("email", "reminder"),
+        ("sms", "moved"),
+        ("sms", "reminder"),
+    ]
     reminder = next(m for m in new if m.kind == "reminder" and m.channel == "sms")
     assert reminder.send_at == at(6, 14, 0)
     assert "lun. 08/06 14h" in reminder.body
@@ -189,8 +213,15 @@ def test_two_bookings_racing_for_one_slot_yield_one_rdv(app, world):
             org = db.session.get(Organisation, ids[0])
             barrier.wait()
             try:
-                book(org, motif_id=ids[1], lieu_id=ids[2], agent_id=ids[3], usager_ids=[usager_id],
-                     starts_at=at(5, 10, 0), now=NOW)
+                book(
+                    org,
+                    motif_id=ids[1],
+                    lieu_id=ids[2],
+                    agent_id=ids[3],
+                    usager_ids=[usager_id],
+                    starts_at=at(5, 10, 0),
+                    now=NOW,
+                )
                 outcomes.append("ok")
             except Conflict:
                 outcomes.append("conflict")

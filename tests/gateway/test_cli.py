@@ -10,16 +10,22 @@ def test_seed_demo_is_idempotent_and_prints_logins(runner, app):
     first = runner.invoke(args=["seed-demo"])
     assert first.exit_code == 0, first.output
     assert "anne.martin@demo.lapin.fr" in first.output and "lapin-demo-2026" in first.output
-    counts = [db.session.scalar(select(func.count(m.id))) for m in (Organisation, Agent, Rdv, Message)]
+    counts = [
+        db.session.scalar(select(func.count(m.id))) for m in (Organisation, Agent, Rdv, Message)
+    ]
     assert counts[0] == 1 and counts[1] == 3 and counts[2] >= 4 and counts[3] > 0
     again = runner.invoke(args=["seed-demo"])
     assert again.exit_code == 0
-    assert [db.session.scalar(select(func.count(m.id))) for m in (Organisation, Agent, Rdv, Message)] == counts
+    assert [
+        db.session.scalar(select(func.count(m.id))) for m in (Organisation, Agent, Rdv, Message)
+    ] == counts
 
 
 def test_create_agent_reads_the_password_from_stdin(runner, world, client):
-    result = runner.invoke(args=["create-agent", "new@example.org", "--org", str(world.org.id), "--password-stdin"],
-                           input="a very long secret\n")
+    result = runner.invoke(
+        args=["create-agent", "new@example.org", "--org", str(world.org.id), "--password-stdin"],
+        input="a very long secret\n",
+    )
     assert result.exit_code == 0, result.output
     assert "a very long secret" not in result.output
     r = client.post("/login", data={"email": "new@example.org", "password": "a very long secret"})
@@ -27,11 +33,23 @@ def test_create_agent_reads_the_password_from_stdin(runner, world, client):
 
 
 def test_create_agent_refuses_short_passwords_and_unknown_orgs(runner, world):
-    assert runner.invoke(args=["create-agent", "x@example.org", "--org", str(world.org.id), "--password-stdin"],
-                         input="short\n").exit_code != 0
-    assert runner.invoke(args=["create-agent", "x@example.org", "--org", "999", "--password-stdin"],
-                         input="long enough password\n").exit_code != 0
-    assert db.session.scalar(select(func.count(Agent.id)).where(Agent.email == "x@example.org")) == 0
+    assert (
+        runner.invoke(
+            args=["create-agent", "x@example.org", "--org", str(world.org.id), "--password-stdin"],
+            input="short\n",
+        ).exit_code
+        != 0
+    )
+    assert (
+        runner.invoke(
+            args=["create-agent", "x@example.org", "--org", "999", "--password-stdin"],
+            input="long enough password\n",
+        ).exit_code
+        != 0
+    )
+    assert (
+        db.session.scalar(select(func.count(Agent.id)).where(Agent.email == "x@example.org")) == 0
+    )
 
 
 def test_create_api_token_prints_the_token_alone_on_the_last_line(runner, world, client):
@@ -39,8 +57,16 @@ def test_create_api_token_prints_the_token_alone_on_the_last_line(runner, world,
     assert result.exit_code == 0, result.output
     token = result.output.strip().splitlines()[-1]
     assert " " not in token and len(token) > 30
-    assert db.session.scalar(select(func.count(ApiToken.id)).where(ApiToken.token_hash == ApiToken.hash(token))) == 1
-    assert client.get("/api/v1/motifs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        db.session.scalar(
+            select(func.count(ApiToken.id)).where(ApiToken.token_hash == ApiToken.hash(token))
+        )
+        == 1
+    )
+    assert (
+        client.get("/api/v1/motifs", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
 
 
 def test_init_db_is_repeatable(runner):

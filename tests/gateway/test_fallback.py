@@ -17,17 +17,32 @@ NOW = datetime(2026, 6, 1, 10, 0, tzinfo=PARIS)
 
 
 def _sms_only_usager(world, email="sms-only@example.org"):
-    u = Usager(organisation_id=world.org.id, first_name="Ana", last_name="Silva", phone="+33622222222",
-               email=email, notify_email=False)
+    u = Usager(
+        organisation_id=world.org.id,
+        first_name="Ana",
+        last_name="Silva",
+        phone="+33622222222",
+        email=email,
+        notify_email=False,
+    )
     db.session.add(u)
     db.session.commit()
     return u
 
 
 def _confirmation(world, usager):
-    rdv = book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-               usager_ids=[usager.id], starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS), now=NOW)
-    return db.session.scalar(select(Message).where(Message.rdv_id == rdv.id, Message.kind == "confirmation"))
+    rdv = book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[usager.id],
+        starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
+        now=NOW,
+    )
+    return db.session.scalar(
+        select(Message).where(Message.rdv_id == rdv.id, Message.kind == "confirmation")
+    )
 
 
 def test_a_failed_sms_goes_by_email_once(world):
@@ -45,7 +60,14 @@ def test_a_failed_sms_goes_by_email_once(world):
 def test_no_fallback_without_email_or_when_email_already_planned(world):
     sms = _confirmation(world, _sms_only_usager(world, email=None))
     assert plan_email_fallback(sms, NOW) is None
-    rdv_sms = book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-                   usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 5, 11, 0, tzinfo=PARIS), now=NOW)
+    rdv_sms = book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[world.usager.id],
+        starts_at=datetime(2026, 6, 5, 11, 0, tzinfo=PARIS),
+        now=NOW,
+    )
     sms2 = next(m for m in rdv_sms.messages if m.channel == "sms" and m.kind == "confirmation")
     assert plan_email_fallback(sms2, NOW) is None  # the usager already gets the email confirmation

@@ -38,7 +38,10 @@ def test_login_with_wrong_password_is_refused_with_an_error_beside_the_field(cli
 
 
 def test_login_never_redirects_off_site(client, world):
-    r = client.post("/login?next=//evil.example/x", data={"email": world.agent.email, "password": world.password})
+    r = client.post(
+        "/login?next=//evil.example/x",
+        data={"email": world.agent.email, "password": world.password},
+    )
     assert r.headers["Location"] == "/agenda"
 
 
@@ -47,7 +50,9 @@ def test_booking_through_the_form_for_a_new_usager(login, world):
     assert "Consultation PMI" in page
     page = login.get(f"/rdvs/new?motif_id={world.motif.id}").get_data(as_text=True)
     assert "MDS Calais" in page
-    page = login.get(f"/rdvs/new?motif_id={world.motif.id}&lieu_id={world.lieu.id}").get_data(as_text=True)
+    page = login.get(f"/rdvs/new?motif_id={world.motif.id}&lieu_id={world.lieu.id}").get_data(
+        as_text=True
+    )
     slot_links = re.findall(r'href="(/rdvs/new\?[^"]*starts_at=[^"]+)"', page)
     assert slot_links, "free slots are listed as links"
     form_url = slot_links[0].replace("&amp;", "&")
@@ -56,14 +61,30 @@ def test_booking_through_the_form_for_a_new_usager(login, world):
     from urllib.parse import parse_qs, urlsplit
 
     params = {k: v[0] for k, v in parse_qs(urlsplit(form_url).query).items()}
-    bad = login.post("/rdvs/new", data={**params, "first_name": "Inès", "last_name": "Petit",
-                                         "phone": "01 44 55 66 77", "notify_sms": "y"})
+    bad = login.post(
+        "/rdvs/new",
+        data={
+            **params,
+            "first_name": "Inès",
+            "last_name": "Petit",
+            "phone": "01 44 55 66 77",
+            "notify_sms": "y",
+        },
+    )
     assert bad.status_code == 422
     assert "il ne peut pas recevoir de SMS" in bad.get_data(as_text=True)
     assert db.session.scalar(select(func.count(Rdv.id))) == 0
     assert db.session.scalar(select(func.count(Usager.id))) == 2  # nothing half-written
-    ok = login.post("/rdvs/new", data={**params, "first_name": "Inès", "last_name": "Petit",
-                                        "phone": "06 11 22 33 44", "notify_sms": "y"})
+    ok = login.post(
+        "/rdvs/new",
+        data={
+            **params,
+            "first_name": "Inès",
+            "last_name": "Petit",
+            "phone": "06 11 22 33 44",
+            "notify_sms": "y",
+        },
+    )
     assert ok.status_code == 302
     rdv = db.session.scalar(select(Rdv))
     assert ok.headers["Location"] == f"/rdvs/{rdv.id}"
@@ -77,21 +98,42 @@ def test_booking_for_a_known_usager_found_by_phone(login, world):
     base = f"/rdvs/new?motif_id={world.motif.id}&lieu_id={world.lieu.id}&agent_id={world.agent.id}&starts_at={starts}"
     page = login.get(base.replace("+", "%2B") + "&q=06+12+34+56+78").get_data(as_text=True)
     assert "Réserver pour Léa Dupont" in page
-    r = login.post("/rdvs/new", data={"motif_id": world.motif.id, "lieu_id": world.lieu.id,
-                                      "agent_id": world.agent.id, "starts_at": starts,
-                                      "usager_id": world.usager.id})
+    r = login.post(
+        "/rdvs/new",
+        data={
+            "motif_id": world.motif.id,
+            "lieu_id": world.lieu.id,
+            "agent_id": world.agent.id,
+            "starts_at": starts,
+            "usager_id": world.usager.id,
+        },
+    )
     assert r.status_code == 302
-    again = login.post("/rdvs/new", data={"motif_id": world.motif.id, "lieu_id": world.lieu.id,
-                                          "agent_id": world.agent.id, "starts_at": starts,
-                                          "usager_id": world.email_usager.id})
+    again = login.post(
+        "/rdvs/new",
+        data={
+            "motif_id": world.motif.id,
+            "lieu_id": world.lieu.id,
+            "agent_id": world.agent.id,
+            "starts_at": starts,
+            "usager_id": world.email_usager.id,
+        },
+    )
     assert again.status_code == 409
     assert "plus libre" in again.get_data(as_text=True)
 
 
 def test_rdv_page_actions_cancel_and_agenda(login, world):
-    r = login.post("/rdvs/new", data={"motif_id": world.motif.id, "lieu_id": world.lieu.id,
-                                      "agent_id": world.agent.id, "starts_at": "2026-06-01T14:00:00+02:00",
-                                      "usager_id": world.usager.id})
+    r = login.post(
+        "/rdvs/new",
+        data={
+            "motif_id": world.motif.id,
+            "lieu_id": world.lieu.id,
+            "agent_id": world.agent.id,
+            "starts_at": "2026-06-01T14:00:00+02:00",
+            "usager_id": world.usager.id,
+        },
+    )
     rdv_id = int(r.headers["Location"].rsplit("/", 1)[1])
     agenda = login.get("/agenda?date=2026-06-01").get_data(as_text=True)
     assert "Léa Dupont" in agenda and "14:00" in agenda
@@ -109,25 +151,42 @@ def test_an_agent_never_sees_another_organisation(client, world):
     client.post("/login", data={"email": "intrus@example.org", "password": "another long password"})
     booked = client.application.test_client()
     booked.post("/login", data={"email": world.agent.email, "password": world.password})
-    r = booked.post("/rdvs/new", data={"motif_id": world.motif.id, "lieu_id": world.lieu.id,
-                                       "agent_id": world.agent.id, "starts_at": "2026-06-05T10:00:00+02:00",
-                                       "usager_id": world.usager.id})
+    r = booked.post(
+        "/rdvs/new",
+        data={
+            "motif_id": world.motif.id,
+            "lieu_id": world.lieu.id,
+            "agent_id": world.agent.id,
+            "starts_at": "2026-06-05T10:00:00+02:00",
+            "usager_id": world.usager.id,
+        },
+    )
     assert r.status_code == 302, r.get_data(as_text=True)
     rdv_id = int(r.headers["Location"].rsplit("/", 1)[1])
     assert client.get(f"/rdvs/{rdv_id}").status_code == 404
     assert client.post(f"/rdvs/{rdv_id}/cancel").status_code == 404
     assert client.get(f"/rdvs/new?motif_id={world.motif.id}").status_code == 404
-    assert "Léa Dupont" not in client.get("/agenda?date=2026-06-05&agent=all").get_data(as_text=True)
+    assert "Léa Dupont" not in client.get("/agenda?date=2026-06-05&agent=all").get_data(
+        as_text=True
+    )
 
 
 def test_csrf_is_enforced_on_forms(app_config, _migrated, world):
     csrf_app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
     c = csrf_app.test_client()
-    assert c.post("/login", data={"email": world.agent.email, "password": world.password}).status_code == 400
+    assert (
+        c.post("/login", data={"email": world.agent.email, "password": world.password}).status_code
+        == 400
+    )
     page = c.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    assert c.post("/login", data={"email": world.agent.email, "password": world.password,
-                                  "csrf_token": token}).status_code == 302
+    assert (
+        c.post(
+            "/login",
+            data={"email": world.agent.email, "password": world.password, "csrf_token": token},
+        ).status_code
+        == 302
+    )
 
 
 def test_security_headers_on_pages(client, world):

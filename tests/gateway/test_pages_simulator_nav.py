@@ -14,9 +14,16 @@ def test_the_nav_links_to_the_outbox_when_the_simulator_is_configured(login):
 
 @pytest.fixture
 def no_simulator(app_config):
-    app_config.update(SMS_PROVIDERS=["twilio"], EMAIL_PROVIDER="smtp",
-                      PROVIDER_SETTINGS={"TWILIO_ACCOUNT_SID": "ACx", "TWILIO_AUTH_TOKEN": "t",
-                                         "TWILIO_FROM": "+33600000000", "SMTP_HOST": "127.0.0.1"})
+    app_config.update(
+        SMS_PROVIDERS=["twilio"],
+        EMAIL_PROVIDER="smtp",
+        PROVIDER_SETTINGS={
+            "TWILIO_ACCOUNT_SID": "ACx",
+            "TWILIO_AUTH_TOKEN": "t",
+            "TWILIO_FROM": "+33600000000",
+            "SMTP_HOST": "127.0.0.1",
+        },
+    )
 
 
 def test_no_outbox_link_without_the_simulator(no_simulator, login):

@@ -22,28 +22,69 @@ def frozen():
 
 
 def test_timeline_lists_everything_in_time_order(login, world):
-    rdv = book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-               usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS))
+    rdv = book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[world.usager.id],
+        starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
+    )
     sms = next(m for m in rdv.messages if m.channel == "sms" and m.kind == "confirmation")
     t = NOW.astimezone(PARIS)
     transition(sms, "queued", at=t + timedelta(seconds=1))
-    transition(sms, "sent", at=t + timedelta(seconds=2), provider="twilio", provider_message_id="SM123", segments=2)
-    db.session.add(DeliveryEvent(message=sms, provider="twilio", provider_message_id="SM123",
-                                 raw_status="delivered", mapped_status="delivered", applied=True,
-                                 received_at=t + timedelta(seconds=30), raw={}))
+    transition(
+        sms,
+        "sent",
+        at=t + timedelta(seconds=2),
+        provider="twilio",
+        provider_message_id="SM123",
+        segments=2,
+    )
+    db.session.add(
+        DeliveryEvent(
+            message=sms,
+            provider="twilio",
+            provider_message_id="SM123",
+            raw_status="delivered",
+            mapped_status="delivered",
+            applied=True,
+            received_at=t + timedelta(seconds=30),
+            raw={},
+        )
+    )
     transition(sms, "delivered", at=t + timedelta(seconds=30))
-    db.session.add(DeliveryEvent(message=sms, provider="twilio", provider_message_id="SM123",
-                                 raw_status="sent", mapped_status="sent", applied=False,
-                                 received_at=t + timedelta(seconds=40), raw={}))
-    db.session.add(InboundSms(organisation_id=world.org.id, provider="twilio", provider_message_id="SMin1",
-                              from_number=world.usager.phone, body="Je serai en retard", rdv_id=rdv.id,
-                              usager_id=world.usager.id, action="forwarded", raw={},
-                              received_at=t + timedelta(minutes=5)))
+    db.session.add(
+        DeliveryEvent(
+            message=sms,
+            provider="twilio",
+            provider_message_id="SM123",
+            raw_status="sent",
+            mapped_status="sent",
+            applied=False,
+            received_at=t + timedelta(seconds=40),
+            raw={},
+        )
+    )
+    db.session.add(
+        InboundSms(
+            organisation_id=world.org.id,
+            provider="twilio",
+            provider_message_id="SMin1",
+            from_number=world.usager.phone,
+            body="Je serai en retard",
+            rdv_id=rdv.id,
+            usager_id=world.usager.id,
+            action="forwarded",
+            raw={},
+            received_at=t + timedelta(minutes=5),
+        )
+    )
     db.session.commit()
     cancel(rdv, via="agent", agent=world.agent, now=t + timedelta(minutes=10))
 
     page = login.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
-    timeline = page[page.index('id="timeline"'):page.index('id="messages"')]
+    timeline = page[page.index('id="timeline"') : page.index('id="messages"')]
     expected_in_order = [
         "Rendez-vous pris",
         "Programmé",
@@ -63,13 +104,19 @@ def test_timeline_lists_everything_in_time_order(login, world):
     assert "01/06/2026 10:00:30" in timeline  # times in the organisation's zone, to the second
     # The reminder planned at booking was cancelled with the rdv, and it says so.
     assert timeline.count("Annulé") >= 1
-    messages = page[page.index('id="messages"'):]
+    messages = page[page.index('id="messages"') :]
     assert "SM123" in messages and "Texte" in messages
 
 
 def test_failed_message_shows_its_error_on_the_timeline(login, world):
-    rdv = book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-               usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS))
+    rdv = book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[world.usager.id],
+        starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
+    )
     sms = next(m for m in rdv.messages if m.channel == "sms")
     transition(sms, "failed", detail="Numéro invalide (21211)", error_code="21211")
     db.session.commit()
@@ -78,10 +125,18 @@ def test_failed_message_shows_its_error_on_the_timeline(login, world):
 
 
 def test_usager_step_offers_the_usagers_of_the_latest_bookings(login, world):
-    slot = (f"/rdvs/new?motif_id={world.motif.id}&lieu_id={world.lieu.id}&agent_id={world.agent.id}"
-            "&starts_at=2026-06-05T10:00:00%2B02:00")
+    slot = (
+        f"/rdvs/new?motif_id={world.motif.id}&lieu_id={world.lieu.id}&agent_id={world.agent.id}"
+        "&starts_at=2026-06-05T10:00:00%2B02:00"
+    )
     assert "Réserver pour" not in login.get(slot).get_data(as_text=True)
-    book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-         usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 4, 10, 0, tzinfo=PARIS))
+    book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[world.usager.id],
+        starts_at=datetime(2026, 6, 4, 10, 0, tzinfo=PARIS),
+    )
     page = login.get(slot).get_data(as_text=True)
     assert "Usagers des derniers rendez-vous" in page and "Réserver pour Léa Dupont" in page

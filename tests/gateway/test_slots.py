@@ -26,19 +26,40 @@ def paris(app):
 
 def test_slots_step_by_motif_duration_and_fit_inside_the_range(paris):
     day = datetime(2026, 6, 5, tzinfo=PARIS)
-    slots = free_slots(paris.org, paris.long_motif, day, day + timedelta(days=1), lieu_id=paris.lieu.id,
-                       agent_id=paris.agent.id, now=day - timedelta(days=1))
+    slots = free_slots(
+        paris.org,
+        paris.long_motif,
+        day,
+        day + timedelta(days=1),
+        lieu_id=paris.lieu.id,
+        agent_id=paris.agent.id,
+        now=day - timedelta(days=1),
+    )
     assert local_starts(slots, PARIS) == ["05 09:00", "05 10:00"]
-    slots = free_slots(paris.org, paris.motif, day, day + timedelta(days=1), lieu_id=paris.lieu.id,
-                       agent_id=paris.agent.id, now=day - timedelta(days=1))
+    slots = free_slots(
+        paris.org,
+        paris.motif,
+        day,
+        day + timedelta(days=1),
+        lieu_id=paris.lieu.id,
+        agent_id=paris.agent.id,
+        now=day - timedelta(days=1),
+    )
     assert local_starts(slots, PARIS) == ["05 09:00", "05 09:30", "05 10:00", "05 10:30"]
 
 
 @pytest.mark.parametrize("day", [29, 30, 28])  # Sunday 29 March 2026: clocks go forward at 02:00
 def test_opening_hours_stay_in_local_time_across_spring_forward(paris, day):
     start = datetime(2026, 3, day, tzinfo=PARIS)
-    slots = free_slots(paris.org, paris.long_motif, start, start + timedelta(days=1), lieu_id=paris.lieu.id,
-                       agent_id=paris.agent.id, now=datetime(2026, 3, 1, tzinfo=PARIS))
+    slots = free_slots(
+        paris.org,
+        paris.long_motif,
+        start,
+        start + timedelta(days=1),
+        lieu_id=paris.lieu.id,
+        agent_id=paris.agent.id,
+        now=datetime(2026, 3, 1, tzinfo=PARIS),
+    )
     assert local_starts(slots, PARIS) == [f"{day} 09:00", f"{day} 10:00"]
     offset = slots[0].starts_at.astimezone(PARIS).utcoffset()
     assert offset == (timedelta(hours=1) if day == 28 else timedelta(hours=2))
@@ -46,30 +67,81 @@ def test_opening_hours_stay_in_local_time_across_spring_forward(paris, day):
 
 def test_fall_back_weekend(paris):
     start = datetime(2026, 10, 24, tzinfo=PARIS)
-    slots = free_slots(paris.org, paris.long_motif, start, start + timedelta(days=3), lieu_id=paris.lieu.id,
-                       agent_id=paris.agent.id, now=datetime(2026, 10, 1, tzinfo=PARIS))
-    assert local_starts(slots, PARIS) == ["24 09:00", "24 10:00", "25 09:00", "25 10:00", "26 09:00", "26 10:00"]
-    assert [s.starts_at.astimezone(PARIS).utcoffset().seconds // 3600 for s in slots] == [2, 2, 1, 1, 1, 1]
+    slots = free_slots(
+        paris.org,
+        paris.long_motif,
+        start,
+        start + timedelta(days=3),
+        lieu_id=paris.lieu.id,
+        agent_id=paris.agent.id,
+        now=datetime(2026, 10, 1, tzinfo=PARIS),
+    )
+    assert local_starts(slots, PARIS) == [
+        "24 09:00",
+        "24 10:00",
+        "25 09:00",
+        "25 10:00",
+        "26 09:00",
+        "26 10:00",
+    ]
+    assert [s.starts_at.astimezone(PARIS).utcoffset().seconds // 3600 for s in slots] == [
+        2,
+        2,
+        1,
+        1,
+        1,
+        1,
+    ]
 
 
 def test_booked_rdvs_are_removed_at_any_lieu_and_cancelled_ones_come_back(paris):
     now = datetime(2026, 6, 1, tzinfo=PARIS)
     day = datetime(2026, 6, 5, tzinfo=PARIS)
-    rdv = book(paris.org, motif_id=paris.motif.id, lieu_id=paris.other_lieu.id, agent_id=paris.agent.id,
-               usager_ids=[paris.usager.id], starts_at=day.replace(hour=9, minute=30), now=now)
-    slots = free_slots(paris.org, paris.long_motif, day, day + timedelta(days=1), lieu_id=paris.lieu.id,
-                       agent_id=paris.agent.id, now=now)
-    assert local_starts(slots, PARIS) == ["05 10:00"]  # 09:00-10:00 overlaps the 09:30 rdv elsewhere
+    rdv = book(
+        paris.org,
+        motif_id=paris.motif.id,
+        lieu_id=paris.other_lieu.id,
+        agent_id=paris.agent.id,
+        usager_ids=[paris.usager.id],
+        starts_at=day.replace(hour=9, minute=30),
+        now=now,
+    )
+    slots = free_slots(
+        paris.org,
+        paris.long_motif,
+        day,
+        day + timedelta(days=1),
+        lieu_id=paris.lieu.id,
+        agent_id=paris.agent.id,
+        now=now,
+    )
+    assert local_starts(slots, PARIS) == [
+        "05 10:00"
+    ]  # 09:00-10:00 overlaps the 09:30 rdv elsewhere
     cancel(rdv, via="agent", now=now)
-    slots = free_slots(paris.org, paris.long_motif, day, day + timedelta(days=1), lieu_id=paris.lieu.id,
-                       agent_id=paris.agent.id, now=now)
+    slots = free_slots(
+        paris.org,
+        paris.long_motif,
+        day,
+        day + timedelta(days=1),
+        lieu_id=paris.lieu.id,
+        agent_id=paris.agent.id,
+        now=now,
+    )
     assert local_starts(slots, PARIS) == ["05 09:00", "05 10:00"]
 
 
 def test_past_slots_are_not_offered(paris):
     day = datetime(2026, 6, 5, tzinfo=PARIS)
-    slots = free_slots(paris.org, paris.motif, day, day + timedelta(days=1), lieu_id=paris.lieu.id,
-                       agent_id=paris.agent.id, now=day.replace(hour=9, minute=45))
+    slots = free_slots(
+        paris.org,
+        paris.motif,
+        day,
+        day + timedelta(days=1),
+        lieu_id=paris.lieu.id,
+        agent_id=paris.agent.id,
+        now=day.replace(hour=9, minute=45),
+    )
     assert local_starts(slots, PARIS) == ["05 10:00", "05 10:30"]
 
 
@@ -80,15 +152,28 @@ def test_motifs_not_served_have_no_slots(paris):
     db.session.add(other)
     db.session.commit()
     day = datetime(2026, 6, 5, tzinfo=PARIS)
-    assert free_slots(paris.org, other, day, day + timedelta(days=1), now=day - timedelta(days=1)) == []
+    assert (
+        free_slots(paris.org, other, day, day + timedelta(days=1), now=day - timedelta(days=1))
+        == []
+    )
 
 
 def test_overseas_zone(app):
     world = make_world(tz="Indian/Reunion", opening=((time(8), time(9)),))
     day = datetime(2026, 6, 5, tzinfo=REUNION)
-    slots = free_slots(world.org, world.motif, day, day + timedelta(days=1), lieu_id=world.lieu.id,
-                       agent_id=world.agent.id, now=day - timedelta(days=1))
-    assert [s.starts_at.isoformat() for s in slots] == ["2026-06-05T04:00:00+00:00", "2026-06-05T04:30:00+00:00"]
+    slots = free_slots(
+        world.org,
+        world.motif,
+        day,
+        day + timedelta(days=1),
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        now=day - timedelta(days=1),
+    )
+    assert [s.starts_at.isoformat() for s in slots] == [
+        "2026-06-05T04:00:00+00:00",
+        "2026-06-05T04:30:00+00:00",
+    ]
 
 
 def test_ranges_longer_than_62_days_are_refused(paris):

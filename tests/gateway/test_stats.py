@@ -26,20 +26,46 @@ def frozen():
 
 def add_rdv(world, starts_at, status="unknown", via=None, org=None, agent=None):
     org = org or world.org
-    rdv = Rdv(organisation_id=org.id, motif_id=world.motif.id, lieu_id=world.lieu.id,
-              agent_id=(agent or world.agent).id, starts_at=starts_at,
-              ends_at=starts_at + timedelta(minutes=30), duration_minutes=30, status=status,
-              cancelled_via=via, cancelled_at=starts_at - timedelta(days=1) if via else None)
+    rdv = Rdv(
+        organisation_id=org.id,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=(agent or world.agent).id,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=30),
+        duration_minutes=30,
+        status=status,
+        cancelled_via=via,
+        cancelled_at=starts_at - timedelta(days=1) if via else None,
+    )
     db.session.add(rdv)
     db.session.flush()
     return rdv
 
 
-def add_message(world, rdv, *, channel="sms", status="delivered", provider="twilio", segments=1,
-                sent_at=None, org=None):
-    message = Message(organisation_id=(org or world.org).id, rdv_id=rdv.id, channel=channel,
-                      kind="reminder", status=status, send_at=sent_at or NOW, recipient="+33612345678",
-                      provider=provider, segments=segments if channel == "sms" else None, sent_at=sent_at)
+def add_message(
+    world,
+    rdv,
+    *,
+    channel="sms",
+    status="delivered",
+    provider="twilio",
+    segments=1,
+    sent_at=None,
+    org=None,
+):
+    message = Message(
+        organisation_id=(org or world.org).id,
+        rdv_id=rdv.id,
+        channel=channel,
+        kind="reminder",
+        status=status,
+        send_at=sent_at or NOW,
+        recipient="+33612345678",
+        provider=provider,
+        segments=segments if channel == "sms" else None,
+        sent_at=sent_at,
+    )
     db.session.add(message)
     return message
 
@@ -62,8 +88,15 @@ def test_rdvs_by_month_and_status_and_the_noshow_rate(world):
 
     may_figures = month(data, "2026-05")
     assert may_figures | {"noshow_rate": None} == {
-        "month": "2026-05", "unknown": 1, "seen": 6, "noshow": 2, "excused": 1, "revoked": 1,
-        "total": 11, "past_unrecorded": 1, "noshow_rate": None,
+        "month": "2026-05",
+        "unknown": 1,
+        "seen": 6,
+        "noshow": 2,
+        "excused": 1,
+        "revoked": 1,
+        "total": 11,
+        "past_unrecorded": 1,
+        "noshow_rate": None,
     }
     # noshow ÷ (seen + noshow): cancelled and unrecorded rdvs are left out.
     assert may_figures["noshow_rate"] == 0.25
@@ -112,16 +145,43 @@ def test_messages_per_channel_and_provider_delivery_rate_and_segments(world):
     data = compute_stats(world.org, now=NOW)["messages"]
 
     assert data["by_channel_provider"] == [
-        {"channel": "email", "provider": "smtp", "sent": 1, "delivered": 1, "undelivered": 0,
-         "failed": 0, "delivery_rate": 1.0},
-        {"channel": "sms", "provider": "twilio", "sent": 3, "delivered": 2, "undelivered": 1,
-         "failed": 0, "segments": 4, "delivery_rate": 0.6667},
-        {"channel": "sms", "provider": "vonage", "sent": 1, "delivered": 0, "undelivered": 0,
-         "failed": 0, "segments": 3, "delivery_rate": 0.0},
+        {
+            "channel": "email",
+            "provider": "smtp",
+            "sent": 1,
+            "delivered": 1,
+            "undelivered": 0,
+            "failed": 0,
+            "delivery_rate": 1.0,
+        },
+        {
+            "channel": "sms",
+            "provider": "twilio",
+            "sent": 3,
+            "delivered": 2,
+            "undelivered": 1,
+            "failed": 0,
+            "segments": 4,
+            "delivery_rate": 0.6667,
+        },
+        {
+            "channel": "sms",
+            "provider": "vonage",
+            "sent": 1,
+            "delivered": 0,
+            "undelivered": 0,
+            "failed": 0,
+            "segments": 3,
+            "delivery_rate": 0.0,
+        },
     ]
     assert data["totals"] == {"sent": 5, "delivered": 3, "delivery_rate": 0.6, "sms_segments": 7}
     june = month({"messages": data}, "2026-06", "messages")
-    assert june["sms"]["sent"] == 4 and june["sms"]["segments"] == 7 and june["email"]["delivered"] == 1
+    assert (
+        june["sms"]["sent"] == 4
+        and june["sms"]["segments"] == 7
+        and june["email"]["delivered"] == 1
+    )
 
 
 def test_one_organisation_or_all_of_them(world):
@@ -135,7 +195,9 @@ def test_one_organisation_or_all_of_them(world):
     assert compute_stats(other, now=NOW)["rdvs"]["totals"]["noshow"] == 0
     overall = compute_stats(None, now=NOW)
     assert overall["organisation"] is None
-    assert overall["rdvs"]["totals"]["total"] == 2 and overall["rdvs"]["totals"]["noshow_rate"] == 0.5
+    assert (
+        overall["rdvs"]["totals"]["total"] == 2 and overall["rdvs"]["totals"]["noshow_rate"] == 0.5
+    )
 
 
 def test_stats_json_is_public_and_cacheable(client, world):
@@ -149,10 +211,16 @@ def test_stats_json_is_public_and_cacheable(client, world):
     assert client.get("/stats.json").json["rdvs"]["totals"]["revoked"] == 1
 
 
-@pytest.mark.parametrize("query, status", [
-    ("organisation_id=abc", 400), ("organisation_id=999999", 404), ("months=0", 400),
-    ("months=37", 400), ("months=-1", 400),
-])
+@pytest.mark.parametrize(
+    "query, status",
+    [
+        ("organisation_id=abc", 400),
+        ("organisation_id=999999", 404),
+        ("months=0", 400),
+        ("months=37", 400),
+        ("months=-1", 400),
+    ],
+)
 def test_bad_parameters_are_clear_4xx(client, world, query, status):
     r = client.get(f"/stats.json?{query}")
     assert r.status_code == status
@@ -172,7 +240,9 @@ def test_stats_page_shows_every_figure_without_javascript(client, world):
     assert "mai 2026" in page and "Réponse SMS" in page
     # Charts are an enhancement: the script is external (CSP), the data a JSON block.
     assert "vendor/chartjs/chart.umd.min.js" in page and "stats.js" in page
-    block = re.search(r'<script type="application/json" id="stats-data">(.*?)</script>', page, re.DOTALL)
+    block = re.search(
+        r'<script type="application/json" id="stats-data">(.*?)</script>', page, re.DOTALL
+    )
     assert json.loads(block.group(1))["stats"]["cancellations"]["by_via"]["sms"] == 1
     assert "<script>" not in page
 

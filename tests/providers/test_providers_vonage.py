@@ -325,23 +325,48 @@ def test_md5hash_is_plain_md5_of_string_plus_secret():
 def test_an_unreadable_timestamp_is_refused_even_correctly_signed(timestamp):
     # NaN compares false with everything: it used to pass the freshness check.
     params = dict(VECTOR, timestamp=timestamp)
-    assert not check_signature(dict(params, sig=compute_signature(params, "s3cr3t", "sha256")), "s3cr3t",
-                               "sha256", now=NOW)
+    assert not check_signature(
+        dict(params, sig=compute_signature(params, "s3cr3t", "sha256")), "s3cr3t", "sha256", now=NOW
+    )
 
 
 def test_lone_surrogates_fail_the_signature_check_instead_of_crashing():
     params = dict(VECTOR, text="\ud800", sig="a\udfff")  # what a JSON body can carry
     assert not check_signature(params, "s3cr3t", "sha256", now=NOW)
-    assert compute_signature(params, "s3cr3t", "md5hash") != compute_signature(VECTOR, "s3cr3t", "md5hash")
+    assert compute_signature(params, "s3cr3t", "md5hash") != compute_signature(
+        VECTOR, "s3cr3t", "md5hash"
+    )
 
 
-@pytest.mark.parametrize("value,expected", [("2", 2), ("255", 255), ("0", None), ("-1", None), ("256", None),
-                                            ("99999999999", None), ("²", None), ("١٢", None), ("1.5", None),
-                                            ("", None), (" 3 ", 3)])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("2", 2),
+        ("255", 255),
+        ("0", None),
+        ("-1", None),
+        ("256", None),
+        ("99999999999", None),
+        ("²", None),
+        ("١٢", None),
+        ("1.5", None),
+        ("", None),
+        (" 3 ", 3),
+    ],
+)
 def test_part_numbers_are_small_ascii_numbers_or_ignored(value, expected):
-    params = {"messageId": "M", "msisdn": "33612345678", "text": "x", "concat": "true", "concat-ref": "1",
-              "concat-part": value, "concat-total": value}
+    params = {
+        "messageId": "M",
+        "msisdn": "33612345678",
+        "text": "x",
+        "concat": "true",
+        "concat-ref": "1",
+        "concat-part": value,
+        "concat-total": value,
+    }
     sms = parse_inbound(params)
     assert sms.part == expected and sms.parts == expected
-    receipt = parse_receipt({"messageId": "M", "status": "delivered", "concat-part": value, "concat-total": value})
+    receipt = parse_receipt(
+        {"messageId": "M", "status": "delivered", "concat-part": value, "concat-total": value}
+    )
     assert receipt.part == expected and receipt.parts == expected

@@ -19,8 +19,11 @@ from hypothesis import HealthCheck, settings
 # request must leave it unchanged, which is the very property under test.
 _SHARED = {
     "deadline": None,
-    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                              HealthCheck.data_too_large],
+    "suppress_health_check": [
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 }
 settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_SHARED)
 settings.register_profile("dev", max_examples=30, **_SHARED)

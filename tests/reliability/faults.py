@@ -35,12 +35,15 @@ from .processes import WorkerPool, worker_env
 needs_postgresql = pytest.mark.skipif(
     not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"),
     reason="the database fault tests put a TCP proxy between the app and a PostgreSQL server: "
-           "set TEST_DATABASE_URL (PostgreSQL)",
+    "set TEST_DATABASE_URL (PostgreSQL)",
 )
 needs_postgresql_and_redis = pytest.mark.skipif(
-    not (os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql") and os.environ.get("TEST_REDIS_URL")),
+    not (
+        os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql")
+        and os.environ.get("TEST_REDIS_URL")
+    ),
     reason="fault tests run real `gateway worker` processes that share the test's database and Redis: "
-           "set TEST_DATABASE_URL (PostgreSQL) and TEST_REDIS_URL",
+    "set TEST_DATABASE_URL (PostgreSQL) and TEST_REDIS_URL",
 )
 
 # Pipeline settings shared by the test process (dispatch, reconcile) and the workers.
@@ -65,12 +68,14 @@ def configure(app_config: dict, redis_url: str, fake: FakeTwilio, sms_providers:
 
     Redis.from_url(redis_url).flushdb()  # this run's own Redis db: no job of an earlier run
     app_config.update(PIPELINE)
-    app_config.update({
-        "REDIS_URL": redis_url,
-        "SMS_PROVIDERS": sms_providers,
-        "SIMULATOR_RECEIPTS": False,
-        "PROVIDER_SETTINGS": dict(fake.settings),
-    })
+    app_config.update(
+        {
+            "REDIS_URL": redis_url,
+            "SMS_PROVIDERS": sms_providers,
+            "SIMULATOR_RECEIPTS": False,
+            "PROVIDER_SETTINGS": dict(fake.settings),
+        }
+    )
     return {
         **{key: str(value) for key, value in PIPELINE.items()},
         **fake.settings,
@@ -80,7 +85,9 @@ def configure(app_config: dict, redis_url: str, fake: FakeTwilio, sms_providers:
 
 
 def worker_pool(app, extra_env: dict, size: int, log_dir) -> WorkerPool:
-    env = worker_env(app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"], log_dir, extra=extra_env)
+    env = worker_env(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config["REDIS_URL"], log_dir, extra=extra_env
+    )
     return WorkerPool(env, size=size, log_dir=log_dir, ready_text="Listening on")
 
 
@@ -98,20 +105,38 @@ def insert_due_sms(world, count: int, send_at: datetime) -> list[int]:
     rdv = db.session.scalar(select(Rdv).where(Rdv.organisation_id == world.org.id).limit(1))
     if rdv is None:
         starts = now + timedelta(days=30)
-        rdv = Rdv(organisation_id=world.org.id, motif_id=world.motif.id, lieu_id=world.lieu.id,
-                  agent_id=world.agent.id, starts_at=starts, ends_at=starts + timedelta(minutes=30),
-                  duration_minutes=30)
+        rdv = Rdv(
+            organisation_id=world.org.id,
+            motif_id=world.motif.id,
+            lieu_id=world.lieu.id,
+            agent_id=world.agent.id,
+            starts_at=starts,
+            ends_at=starts + timedelta(minutes=30),
+            duration_minutes=30,
+        )
         db.session.add(rdv)
         db.session.flush()
     start = db.session.scalar(select(func.count()).select_from(Message))
     table = Message.__table__
     ids = db.session.scalars(
         insert(table).returning(table.c.id),
-        [{"organisation_id": world.org.id, "rdv_id": rdv.id, "usager_id": world.usager.id,
-          "channel": "sms", "kind": "reminder", "status": "scheduled", "send_at": send_at,
-          "recipient": f"+3361{start + i:06d}5", "body": f"RDV PMI le 24/11 à 14h30 ({start + i})",
-          "attempts": 0, "created_at": now, "status_changed_at": now}
-         for i in range(count)],
+        [
+            {
+                "organisation_id": world.org.id,
+                "rdv_id": rdv.id,
+                "usager_id": world.usager.id,
+                "channel": "sms",
+                "kind": "reminder",
+                "status": "scheduled",
+                "send_at": send_at,
+                "recipient": f"+3361{start + i:06d}5",
+                "body": f"RDV PMI le 24/11 à 14h30 ({start + i})",
+                "attempts": 0,
+                "created_at": now,
+                "status_changed_at": now,
+            }
+            for i in range(count)
+        ],
     ).all()
     db.session.commit()
     return sorted(ids)
@@ -121,8 +146,9 @@ def status_counts() -> dict[str, int]:
     """Committed messages per status, read on a fresh connection."""
     with db.engine.connect() as connection:
         table = Message.__table__
-        return dict(connection.execute(
-            select(table.c.status, func.count()).group_by(table.c.status)).all())
+        return dict(
+            connection.execute(select(table.c.status, func.count()).group_by(table.c.status)).all()
+        )
 
 
 def message_rows(ids=None) -> dict[int, dict]:
@@ -135,8 +161,13 @@ def message_rows(ids=None) -> dict[int, dict]:
         return {row.id: dict(row._mapping) for row in connection.execute(query)}
 
 
-def wait_for(predicate: Callable[[], bool], describe: Callable[[], str], pool: WorkerPool | None = None,
-             timeout: float = WAIT, step: Callable[[], None] | None = None) -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    describe: Callable[[], str],
+    pool: WorkerPool | None = None,
+    timeout: float = WAIT,
+    step: Callable[[], None] | None = None,
+) -> None:
     """Poll ``predicate`` (running ``step`` before each poll) until true; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -145,7 +176,13 @@ def wait_for(predicate: Callable[[], bool], describe: Callable[[], str], pool: W
         if predicate():
             return
         if time.monotonic() > deadline:
-            logs = "\n".join(f"--- worker {i}\n{w.output()[-1500:]}" for i, w in enumerate(pool.workers)) if pool else ""
+            logs = (
+                "\n".join(
+                    f"--- worker {i}\n{w.output()[-1500:]}" for i, w in enumerate(pool.workers)
+                )
+                if pool
+                else ""
+            )
             raise AssertionError(f"not reached within {timeout:.0f}s: {describe()}\n{logs}")
         time.sleep(0.1)
 

@@ -39,14 +39,18 @@ class WriteGuard:
         after = committed_counts()
         if response.status_code >= 400:
             changed = {k: (self.baseline[k], v) for k, v in after.items() if self.baseline[k] != v}
-            assert not changed, f"{what}: refused with {response.status_code} but wrote rows {changed}"
+            assert not changed, (
+                f"{what}: refused with {response.status_code} but wrote rows {changed}"
+            )
         self.baseline = after
 
 
 def assert_api_error_shape(response) -> None:
     """A refused API request answers JSON ``{"error": {"code", "message", "fields"}}``."""
     body = response.get_json(silent=True)
-    assert isinstance(body, dict) and isinstance(body.get("error"), dict), response.get_data(as_text=True)[:500]
+    assert isinstance(body, dict) and isinstance(body.get("error"), dict), response.get_data(
+        as_text=True
+    )[:500]
     error = body["error"]
     assert isinstance(error.get("code"), str) and isinstance(error.get("message"), str)
     assert isinstance(error.get("fields"), dict)

@@ -30,21 +30,33 @@ from typing import Self
 
 GATEWAY = str(Path(sys.executable).with_name("gateway"))
 # Variables of the test run that must not leak into a worker's configuration.
-_DROP = ("TEST_DATABASE_URL", "TEST_REDIS_URL", "LAPIN_NO_SKIP", "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS")
+_DROP = (
+    "TEST_DATABASE_URL",
+    "TEST_REDIS_URL",
+    "LAPIN_NO_SKIP",
+    "PYTEST_CURRENT_TEST",
+    "PYTEST_ADDOPTS",
+)
 
 
-def worker_env(database_url: str, redis_url: str | None, instance_path: str | os.PathLike,
-               extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def worker_env(
+    database_url: str,
+    redis_url: str | None,
+    instance_path: str | os.PathLike,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The environment of a worker process: this process's, pointed at the test's database and Redis."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP}
-    env.update({
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret",
-        "GATEWAY_INSTANCE_PATH": str(instance_path),
-        "PUBLIC_BASE_URL": "https://lapin.test",
-        "EMBEDDED_WORKER_DISABLED": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "test-secret",
+            "GATEWAY_INSTANCE_PATH": str(instance_path),
+            "PUBLIC_BASE_URL": "https://lapin.test",
+            "EMBEDDED_WORKER_DISABLED": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if redis_url:
         env["REDIS_URL"] = redis_url
     else:
@@ -71,8 +83,14 @@ class ManagedProcess:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child, closed below
         try:
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         finally:
             log.close()
         return self
@@ -98,7 +116,9 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while text not in self.output():
             if not self.alive:
-                raise RuntimeError(f"{self.command[:3]} exited ({self.process.returncode}):\n{self.output()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.command[:3]} exited ({self.process.returncode}):\n{self.output()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{text!r} not seen within {timeout}s:\n{self.output()[-3000:]}")
             time.sleep(0.05)
@@ -129,13 +149,21 @@ class WorkerPool:
     """``size`` ``gateway worker`` processes sharing one environment; a context manager that
     never leaves a process behind."""
 
-    def __init__(self, env: Mapping[str, str], size: int, log_dir: str | os.PathLike,
-                 command: Sequence[str] = (GATEWAY, "worker"), ready_text: str | None = None):
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        size: int,
+        log_dir: str | os.PathLike,
+        command: Sequence[str] = (GATEWAY, "worker"),
+        ready_text: str | None = None,
+    ):
         self.env = dict(env)
         self.command = list(command)
         self.ready_text = ready_text
-        self.workers = [ManagedProcess(self.command, self.env, Path(log_dir) / f"worker-{i}.log")
-                        for i in range(size)]
+        self.workers = [
+            ManagedProcess(self.command, self.env, Path(log_dir) / f"worker-{i}.log")
+            for i in range(size)
+        ]
 
     def start(self) -> WorkerPool:
         for worker in self.workers:

@@ -17,8 +17,14 @@ def fake():
 
 
 def _adapter(fake, **kw) -> TwilioSms:
-    return TwilioSms(fake.account_sid, fake.auth_token, from_number="+33700000000", api_base_url=fake.base_url,
-                     status_callback_url="https://lapin.test/webhooks/twilio/status", **kw)
+    return TwilioSms(
+        fake.account_sid,
+        fake.auth_token,
+        from_number="+33700000000",
+        api_base_url=fake.base_url,
+        status_callback_url="https://lapin.test/webhooks/twilio/status",
+        **kw,
+    )
 
 
 SMS = OutboundSms(reference="42", to="+33612345678", body="RDV PMI mar. 24/11 14h30")
@@ -28,15 +34,22 @@ def test_ok_accepts_and_records_the_message(fake):
     result = _adapter(fake).send_sms(SMS)
     assert result.provider_message_id.startswith("SM") and result.segments == 1
     [accepted] = fake.accepted
-    assert (accepted.sid, accepted.to, accepted.body) == (result.provider_message_id, SMS.to, SMS.body)
+    assert (accepted.sid, accepted.to, accepted.body) == (
+        result.provider_message_id,
+        SMS.to,
+        SMS.body,
+    )
     assert accepted.status_callback.endswith("ref=42")
 
 
-@pytest.mark.parametrize(("mode", "error", "code"), [
-    ("500", TransientProviderError, "20500"),
-    ("429", TransientProviderError, "20429"),
-    ("invalid", PermanentProviderError, "21211"),
-])
+@pytest.mark.parametrize(
+    ("mode", "error", "code"),
+    [
+        ("500", TransientProviderError, "20500"),
+        ("429", TransientProviderError, "20429"),
+        ("invalid", PermanentProviderError, "21211"),
+    ],
+)
 def test_error_modes_map_to_the_adapters_error_classes(fake, mode, error, code):
     fake.mode = mode
     with pytest.raises(error) as info:
@@ -68,7 +81,9 @@ def test_a_scripted_outage_then_recovery(fake):
 
 
 def test_wrong_credentials_are_refused(fake):
-    adapter = TwilioSms(fake.account_sid, "wrong", from_number="+33700000000", api_base_url=fake.base_url)
+    adapter = TwilioSms(
+        fake.account_sid, "wrong", from_number="+33700000000", api_base_url=fake.base_url
+    )
     # An account problem, not the recipient's: the adapter lets the next provider try.
     with pytest.raises(TransientProviderError) as info:
         adapter.send_sms(SMS)

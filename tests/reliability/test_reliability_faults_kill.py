@@ -34,7 +34,9 @@ WORKERS = 2
 KILL_AT = (800, 1_850, 2_930, 3_770)
 # A worker never holds more than this many sends submitted but not yet written
 # back (scheduler.jobs._send_all): what one kill can leave sent but unrecorded.
-WINDOW = PIPELINE["SMS_CONCURRENCY"] + (PIPELINE.get("WRITE_BACK_EVERY") or PIPELINE["SMS_CONCURRENCY"])
+WINDOW = PIPELINE["SMS_CONCURRENCY"] + (
+    PIPELINE.get("WRITE_BACK_EVERY") or PIPELINE["SMS_CONCURRENCY"]
+)
 
 
 @pytest.fixture
@@ -48,7 +50,9 @@ def env(app_config, redis_url, fake):
     return configure(app_config, redis_url, fake, ["twilio"])
 
 
-def test_sigkill_during_a_burst_loses_nothing_and_duplicates_stay_bounded(env, app, world, fake, tmp_path):
+def test_sigkill_during_a_burst_loses_nothing_and_duplicates_stay_bounded(
+    env, app, world, fake, tmp_path
+):
     """5 000 due SMS through the real Twilio adapter and two ``gateway worker``
     processes; a worker is SIGKILLed (process group: no cleanup runs) four times
     mid-batch and restarted at once.
@@ -89,10 +93,15 @@ def test_sigkill_during_a_burst_loses_nothing_and_duplicates_stay_bounded(env, a
         before = status_counts()
         orphans = BURST - before.get(S.SENT, 0)
         assert set(before) <= {S.SENT, S.SENDING, S.QUEUED}, before
-        later = utcnow() + timedelta(seconds=max(PIPELINE["SENDING_TIMEOUT"], PIPELINE["QUEUED_TIMEOUT"]) + 1)
+        later = utcnow() + timedelta(
+            seconds=max(PIPELINE["SENDING_TIMEOUT"], PIPELINE["QUEUED_TIMEOUT"]) + 1
+        )
         recovered = reconcile_stale(now=later)
-        assert recovered == {"rescheduled": before.get(S.SENDING, 0), "requeued": before.get(S.QUEUED, 0),
-                             "inbound_requeued": 0}
+        assert recovered == {
+            "rescheduled": before.get(S.SENDING, 0),
+            "requeued": before.get(S.QUEUED, 0),
+            "inbound_requeued": 0,
+        }
         assert recovered["rescheduled"] <= len(KILL_AT) * PIPELINE["SEND_BATCH_SIZE"]
         assert dispatch_due(now=later) == recovered["rescheduled"]
 
@@ -116,6 +125,8 @@ def test_sigkill_during_a_burst_loses_nothing_and_duplicates_stay_bounded(env, a
     assert set(duplicates) <= rescheduled
     assert len(duplicates) <= len(KILL_AT) * WINDOW
     assert sum(1 for i in ids if rows[i]["attempts"] == 1) == BURST - len(rescheduled)
-    print(f"\n{BURST} SMS, {killed} SIGKILLs, {orphans} orphaned rows "
-          f"({recovered['rescheduled']} sending, {recovered['requeued']} queued), "
-          f"{len(duplicates)} duplicates")
+    print(
+        f"\n{BURST} SMS, {killed} SIGKILLs, {orphans} orphaned rows "
+        f"({recovered['rescheduled']} sending, {recovered['requeued']} queued), "
+        f"{len(duplicates)} duplicates"
+    )

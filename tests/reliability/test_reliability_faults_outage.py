@@ -65,7 +65,9 @@ def test_outage_backs_off_fails_over_and_comes_back(env, app, world, fake, tmp_p
 
         fake.mode = "500"
         assert dispatch_due() == OUTAGE
-        wait_for(lambda: _all(ids, status=S.SCHEDULED, attempts=1), lambda: str(status_counts()), pool)
+        wait_for(
+            lambda: _all(ids, status=S.SCHEDULED, attempts=1), lambda: str(status_counts()), pool
+        )
         rows = message_rows(ids)
         assert all(r["send_at"] - r["status_changed_at"] == BASE for r in rows.values())
         assert all((r["provider"], r["error_code"]) == ("twilio", "20500") for r in rows.values())
@@ -73,11 +75,15 @@ def test_outage_backs_off_fails_over_and_comes_back(env, app, world, fake, tmp_p
 
         fake.mode = "429"
         assert dispatch_due(now=utcnow() + BASE + timedelta(seconds=1)) == OUTAGE
-        wait_for(lambda: _all(ids, status=S.SCHEDULED, attempts=2), lambda: str(status_counts()), pool)
+        wait_for(
+            lambda: _all(ids, status=S.SCHEDULED, attempts=2), lambda: str(status_counts()), pool
+        )
         rows = message_rows(ids)
         assert all(r["send_at"] - r["status_changed_at"] == 2 * BASE for r in rows.values())
         assert all(r["error_code"] == "20429" for r in rows.values())
-        assert dispatch_due(now=utcnow() + BASE + timedelta(seconds=1)) == 0  # 60 s is not enough now
+        assert (
+            dispatch_due(now=utcnow() + BASE + timedelta(seconds=1)) == 0
+        )  # 60 s is not enough now
 
         fake.mode = "ok"
         fake.script(["timeout"] * TIMEOUTS)
@@ -98,7 +104,12 @@ def test_outage_backs_off_fails_over_and_comes_back(env, app, world, fake, tmp_p
         assert (rows[i]["provider"], rows[i]["attempts"]) == expected, rows[i]
     assert all((rows[i]["provider"], rows[i]["attempts"]) == ("twilio", 1) for i in later)
     # What Twilio saw: 3 rounds of the 60, then the 40 new ones; each accepted message once.
-    assert fake.counts == {"500": OUTAGE, "429": OUTAGE, "timeout": TIMEOUTS, "ok": OUTAGE - TIMEOUTS + AFTER}
+    assert fake.counts == {
+        "500": OUTAGE,
+        "429": OUTAGE,
+        "timeout": TIMEOUTS,
+        "ok": OUTAGE - TIMEOUTS + AFTER,
+    }
     posts = fake.posts_by_ref()
     assert posts == {**{str(i): 3 for i in ids}, **{str(i): 1 for i in later}}
     sids = fake.sids_by_ref()

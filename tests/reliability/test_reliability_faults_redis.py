@@ -43,7 +43,9 @@ def env(app_config, redis_url, fake):
     return configure(app_config, redis_url, fake, ["twilio"])
 
 
-def test_redis_flushed_mid_run_loses_no_message_and_sends_none_twice(env, app, world, fake, tmp_path):
+def test_redis_flushed_mid_run_loses_no_message_and_sends_none_twice(
+    env, app, world, fake, tmp_path
+):
     """1 000 SMS due now are all queued at once (10 send jobs waiting in Redis),
     300 more are due in a minute. Once the fake has received 300 POSTs, Redis
     is emptied with FLUSHDB: the waiting jobs, RQ's registries and the workers'
@@ -61,13 +63,17 @@ def test_redis_flushed_mid_run_loses_no_message_and_sends_none_twice(env, app, w
     the fake received each message id exactly once (0 duplicates).
     """
     now = utcnow()
-    ids = insert_due_sms(world, DUE_NOW, now) + insert_due_sms(world, DUE_LATER, now + timedelta(minutes=1))
+    ids = insert_due_sms(world, DUE_NOW, now) + insert_due_sms(
+        world, DUE_LATER, now + timedelta(minutes=1)
+    )
     assert dispatch_all_due(now=now) == DUE_NOW
     assert pending_jobs(app) == DUE_NOW // PIPELINE["SEND_BATCH_SIZE"]
     redis = Redis.from_url(app.config["REDIS_URL"])
     with worker_pool(app, env, 2, tmp_path) as pool:
         pool.wait_ready()
-        wait_for(lambda: len(fake.requests) >= FLUSH_AT, lambda: f"{len(fake.requests)} POSTs", pool)
+        wait_for(
+            lambda: len(fake.requests) >= FLUSH_AT, lambda: f"{len(fake.requests)} POSTs", pool
+        )
         redis.flushdb()
         assert pending_jobs(app) == 0
         stop_all(pool)
@@ -81,9 +87,17 @@ def test_redis_flushed_mid_run_loses_no_message_and_sends_none_twice(env, app, w
         for worker in pool.workers:
             worker.start()
         later = utcnow() + timedelta(seconds=max(PIPELINE["QUEUED_TIMEOUT"], 60) + 1)
-        assert reconcile_stale(now=later) == {"rescheduled": 0, "requeued": lost, "inbound_requeued": 0}
+        assert reconcile_stale(now=later) == {
+            "rescheduled": 0,
+            "requeued": lost,
+            "inbound_requeued": 0,
+        }
         assert dispatch_due(now=later) == DUE_LATER
-        wait_for(lambda: status_counts() == {S.SENT: DUE_NOW + DUE_LATER}, lambda: str(status_counts()), pool)
+        wait_for(
+            lambda: status_counts() == {S.SENT: DUE_NOW + DUE_LATER},
+            lambda: str(status_counts()),
+            pool,
+        )
 
     posts = fake.posts_by_ref()
     rows = message_rows(ids)
@@ -92,5 +106,7 @@ def test_redis_flushed_mid_run_loses_no_message_and_sends_none_twice(env, app, w
     assert all(rows[i]["attempts"] == 1 for i in ids)
     sids = fake.sids_by_ref()
     assert all(rows[i]["provider_message_id"] in sids[str(i)] for i in ids)
-    print(f"\n{DUE_NOW + DUE_LATER} SMS, Redis flushed after {FLUSH_AT}+ POSTs, "
-          f"{lost} rows re-queued by reconcile, 0 duplicates")
+    print(
+        f"\n{DUE_NOW + DUE_LATER} SMS, Redis flushed after {FLUSH_AT}+ POSTs, "
+        f"{lost} rows re-queued by reconcile, 0 duplicates"
+    )

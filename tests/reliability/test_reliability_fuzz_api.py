@@ -32,7 +32,9 @@ def guard(api):
 
 def _field(draw, valid):
     """Most of the time a hostile value, sometimes the valid one, sometimes absent."""
-    return draw(st.one_of(st.just(valid), json_values, huge_ints, st.just(str(valid)), st.just(...)))
+    return draw(
+        st.one_of(st.just(valid), json_values, huge_ints, st.just(str(valid)), st.just(...))
+    )
 
 
 def _payload(data, fields: dict) -> dict:
@@ -53,10 +55,21 @@ def _check(guard, response, what):
 @given(data=st.data())
 def test_post_usagers_never_500_nor_partial(api, guard, data):
     client, headers = api
-    payload = _payload(data, {"first_name": "Léa", "last_name": "Dupont", "phone": "0612345678",
-                              "email": "lea@example.org", "notify_sms": True, "notify_email": False})
+    payload = _payload(
+        data,
+        {
+            "first_name": "Léa",
+            "last_name": "Dupont",
+            "phone": "0612345678",
+            "email": "lea@example.org",
+            "notify_sms": True,
+            "notify_email": False,
+        },
+    )
     if data.draw(st.booleans()):
-        payload["phone"] = data.draw(date_strings | st.from_regex(r"\+?[0-9 .]{0,20}", fullmatch=True))
+        payload["phone"] = data.draw(
+            date_strings | st.from_regex(r"\+?[0-9 .]{0,20}", fullmatch=True)
+        )
     response = client.post("/api/v1/usagers", json=payload, headers=headers)
     _check(guard, response, f"POST /usagers {payload!r}")
 
@@ -64,12 +77,25 @@ def test_post_usagers_never_500_nor_partial(api, guard, data):
 @given(data=st.data())
 def test_post_rdvs_never_500_nor_partial(api, guard, world, data):
     client, headers = api
-    payload = _payload(data, {"motif_id": world.motif.id, "lieu_id": world.lieu.id,
-                              "agent_id": world.agent.id, "usager_id": world.usager.id})
-    payload["starts_at"] = data.draw(st.one_of(date_strings, json_values, st.just("2026-06-05T10:00:00+02:00")))
+    payload = _payload(
+        data,
+        {
+            "motif_id": world.motif.id,
+            "lieu_id": world.lieu.id,
+            "agent_id": world.agent.id,
+            "usager_id": world.usager.id,
+        },
+    )
+    payload["starts_at"] = data.draw(
+        st.one_of(date_strings, json_values, st.just("2026-06-05T10:00:00+02:00"))
+    )
     if data.draw(st.booleans()):
-        payload["usager_ids"] = data.draw(st.one_of(json_values, st.lists(st.one_of(
-            st.just(world.usager.id), huge_ints, json_values), max_size=30)))
+        payload["usager_ids"] = data.draw(
+            st.one_of(
+                json_values,
+                st.lists(st.one_of(st.just(world.usager.id), huge_ints, json_values), max_size=30),
+            )
+        )
     response = client.post("/api/v1/rdvs", json=payload, headers=headers)
     _check(guard, response, f"POST /rdvs {payload!r}")
 
@@ -81,8 +107,12 @@ def test_any_json_body_on_every_write_route(api, guard, world, body):
 
     rdv = _existing_rdv(world, book)
     guard.baseline = committed_counts()
-    for method, path in (("post", "/api/v1/usagers"), ("post", "/api/v1/rdvs"),
-                         ("patch", f"/api/v1/rdvs/{rdv}"), ("post", f"/api/v1/rdvs/{rdv}/status")):
+    for method, path in (
+        ("post", "/api/v1/usagers"),
+        ("post", "/api/v1/rdvs"),
+        ("patch", f"/api/v1/rdvs/{rdv}"),
+        ("post", f"/api/v1/rdvs/{rdv}/status"),
+    ):
         response = getattr(client, method)(path, json=body, headers=headers)
         _check(guard, response, f"{method.upper()} {path} {body!r}")
 
@@ -96,17 +126,25 @@ def test_patch_rdv_never_500_nor_partial(api, guard, world, data):
     guard.baseline = committed_counts()
     payload = {}
     if data.draw(st.booleans()):
-        payload["starts_at"] = data.draw(st.one_of(date_strings, json_values, st.just("2026-06-06T10:00:00+02:00")))
+        payload["starts_at"] = data.draw(
+            st.one_of(date_strings, json_values, st.just("2026-06-06T10:00:00+02:00"))
+        )
     if data.draw(st.booleans()):
-        payload["lieu_id"] = data.draw(st.one_of(st.just(world.other_lieu.id), huge_ints, json_values))
+        payload["lieu_id"] = data.draw(
+            st.one_of(st.just(world.other_lieu.id), huge_ints, json_values)
+        )
     if data.draw(st.booleans()):
         payload[data.draw(st.text(max_size=8))] = data.draw(json_values)
     response = client.patch(f"/api/v1/rdvs/{rdv}", json=payload, headers=headers)
     _check(guard, response, f"PATCH {payload!r}")
 
 
-@given(status=json_values, rdv_path=st.one_of(st.just(None), huge_ints.map(str),
-                                              st.sampled_from(["0", "-1", "abc", "1.5", "%00"])))
+@given(
+    status=json_values,
+    rdv_path=st.one_of(
+        st.just(None), huge_ints.map(str), st.sampled_from(["0", "-1", "abc", "1.5", "%00"])
+    ),
+)
 def test_rdv_status_and_ids_never_500(api, guard, world, status, rdv_path):
     client, headers = api
     from gateway.booking import book
@@ -128,8 +166,14 @@ def test_rdv_status_and_ids_never_500(api, guard, world, status, rdv_path):
 def test_slots_query_never_500(api, guard, world, data):
     client, headers = api
     params = {}
-    for name, valid in (("motif_id", world.motif.id), ("lieu_id", world.lieu.id), ("agent_id", world.agent.id)):
-        value = data.draw(st.one_of(st.just(str(valid)), form_text, huge_ints.map(str), st.just(None)))
+    for name, valid in (
+        ("motif_id", world.motif.id),
+        ("lieu_id", world.lieu.id),
+        ("agent_id", world.agent.id),
+    ):
+        value = data.draw(
+            st.one_of(st.just(str(valid)), form_text, huge_ints.map(str), st.just(None))
+        )
         if value is not None:
             params[name] = value
     for name in ("from", "to"):
@@ -137,8 +181,9 @@ def test_slots_query_never_500(api, guard, world, data):
         if value is not None:
             params[name] = value
     # Lone surrogates cannot travel in a URL: they arrive as "?" like any undecodable byte.
-    response = client.get("/api/v1/slots?" + urlencode(params, encoding="utf-8", errors="replace"),
-                          headers=headers)
+    response = client.get(
+        "/api/v1/slots?" + urlencode(params, encoding="utf-8", errors="replace"), headers=headers
+    )
     _check(guard, response, f"GET /slots {params!r}")
     if response.status_code == 200:
         assert isinstance(response.get_json()["items"], list)
@@ -147,15 +192,25 @@ def test_slots_query_never_500(api, guard, world, data):
 def test_deeply_nested_json_is_a_400(api, guard):
     client, headers = api
     body = "[" * 50_000 + "]" * 50_000
-    response = client.post("/api/v1/usagers", data=body, content_type="application/json", headers=headers)
+    response = client.post(
+        "/api/v1/usagers", data=body, content_type="application/json", headers=headers
+    )
     _check(guard, response, "nested JSON")
     assert response.status_code == 400
 
 
 def test_invalid_utf8_and_huge_numbers_are_400(api, guard):
     client, headers = api
-    for raw in (b'{"first_name": "\xff\xfe"}', b'{"motif_id": 1' + b"0" * 5000 + b"}", b"", b"null", b"[]"):
-        response = client.post("/api/v1/rdvs", data=raw, content_type="application/json", headers=headers)
+    for raw in (
+        b'{"first_name": "\xff\xfe"}',
+        b'{"motif_id": 1' + b"0" * 5000 + b"}",
+        b"",
+        b"null",
+        b"[]",
+    ):
+        response = client.post(
+            "/api/v1/rdvs", data=raw, content_type="application/json", headers=headers
+        )
         _check(guard, response, repr(raw[:40]))
         assert response.status_code == 400
 
@@ -170,12 +225,27 @@ def _existing_rdv(world, book) -> int:
     existing = db.session.scalar(select(Rdv.id).order_by(Rdv.id).limit(1))
     if existing is not None:
         return existing
-    rdv = book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-               usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS))
+    rdv = book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[world.usager.id],
+        starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
+    )
     return rdv.id
 
 
-HOSTILE = ["a\x00b", "\ud800", "\u202eevil", "x" * 5000, "Robert'); DROP TABLE usagers;--", "%_%", "\\", " "]
+HOSTILE = [
+    "a\x00b",
+    "\ud800",
+    "\u202eevil",
+    "x" * 5000,
+    "Robert'); DROP TABLE usagers;--",
+    "%_%",
+    "\\",
+    " ",
+]
 
 
 @pytest.mark.parametrize("value", HOSTILE)

@@ -15,8 +15,19 @@ from gateway.timeutil import localize, parse_iso
 
 from .strategies import date_strings, phone_strings
 
-ZONES = st.sampled_from([ZoneInfo(z) for z in ("Europe/Paris", "America/Cayenne", "Indian/Reunion",
-                                               "Pacific/Noumea", "Pacific/Kiritimati", "UTC")])
+ZONES = st.sampled_from(
+    [
+        ZoneInfo(z)
+        for z in (
+            "Europe/Paris",
+            "America/Cayenne",
+            "Indian/Reunion",
+            "Pacific/Noumea",
+            "Pacific/Kiritimati",
+            "UTC",
+        )
+    ]
+)
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -37,9 +48,12 @@ def test_normalize_phone_returns_e164_or_refuses(raw):
 
 
 # Metropolitan mobile ranges (0639 and 069x are overseas mobiles, read as such).
-@given(national=st.from_regex(r"0(6[1-5]|7[5-8])[0-9]{7}", fullmatch=True), sep=st.sampled_from(["", " ", ".", "-"]))
+@given(
+    national=st.from_regex(r"0(6[1-5]|7[5-8])[0-9]{7}", fullmatch=True),
+    sep=st.sampled_from(["", " ", ".", "-"]),
+)
 def test_french_mobiles_in_every_common_form_give_one_number(national, sep):
-    spaced = sep.join(national[i:i + 2] for i in range(0, 10, 2))
+    spaced = sep.join(national[i : i + 2] for i in range(0, 10, 2))
     e164 = "+33" + national[1:]
     assert normalize_phone(spaced) == e164
     assert normalize_phone("0033" + national[1:]) == e164
@@ -61,7 +75,9 @@ def test_parse_iso_returns_aware_utc_in_a_sane_range_or_value_error(raw, tz):
     assert parse_iso(parsed.isoformat(), tz) == parsed
 
 
-@given(naive=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 12, 30)), tz=ZONES)
+@given(
+    naive=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 12, 30)), tz=ZONES
+)
 def test_local_times_are_read_in_the_zone_and_gaps_move_forward(naive, tz):
     aware = localize(naive, tz)
     local = aware.astimezone(tz).replace(tzinfo=None)
@@ -70,8 +86,11 @@ def test_local_times_are_read_in_the_zone_and_gaps_move_forward(naive, tz):
     assert parse_iso(naive.isoformat(), tz) == aware.astimezone(UTC)
 
 
-@given(text=st.text(max_size=80), local=st.from_regex(r"[a-z][a-z0-9.]{0,15}", fullmatch=True),
-       number=st.from_regex(r"\+33[67][0-9]{8}", fullmatch=True))
+@given(
+    text=st.text(max_size=80),
+    local=st.from_regex(r"[a-z][a-z0-9.]{0,15}", fullmatch=True),
+    number=st.from_regex(r"\+33[67][0-9]{8}", fullmatch=True),
+)
 def test_masking_removes_any_phone_or_email_from_a_log_line(text, local, number):
     email = f"{local}@example.org"
     assume(email not in text and number not in text)

@@ -44,49 +44,93 @@ from .helpers import WriteGuard, committed_counts
 from .strategies import any_text, form_text, huge_ints, json_values
 
 # Form fields (UTF-8 on the wire: no lone surrogates) and JSON values (anything JSON can carry).
-long_form_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=5000, max_size=5200)
-form_values = form_text | long_form_text | st.sampled_from(["\x00", "a\x00b", "é" * 300, "+33612345678"])
-json_field_values = json_values | huge_ints | st.text(min_size=5000, max_size=5200) | st.sampled_from(
-    ["\ud800", "a\udfffb", "\x00", [], {}, {"a": [1, {"b": None}]}])
+long_form_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=5000, max_size=5200
+)
+form_values = (
+    form_text | long_form_text | st.sampled_from(["\x00", "a\x00b", "é" * 300, "+33612345678"])
+)
+json_field_values = (
+    json_values
+    | huge_ints
+    | st.text(min_size=5000, max_size=5200)
+    | st.sampled_from(["\ud800", "a\udfffb", "\x00", [], {}, {"a": [1, {"b": None}]}])
+)
 
 TWILIO_STATUS_FIELDS = {
-    "MessageSid": ["SM" + "a" * 32, "SM" + "f" * 32, ""], "SmsSid": ["SM" + "a" * 32],
+    "MessageSid": ["SM" + "a" * 32, "SM" + "f" * 32, ""],
+    "SmsSid": ["SM" + "a" * 32],
     "MessageStatus": ["queued", "sent", "delivered", "undelivered", "failed", "read", ""],
-    "SmsStatus": ["delivered"], "ErrorCode": ["0", "21610", "30003", "99999", "-1"],
-    "To": ["+33612345678"], "From": ["+33700000000"], "AccountSid": ["AC" + "0" * 32],
+    "SmsStatus": ["delivered"],
+    "ErrorCode": ["0", "21610", "30003", "99999", "-1"],
+    "To": ["+33612345678"],
+    "From": ["+33700000000"],
+    "AccountSid": ["AC" + "0" * 32],
 }
 TWILIO_INBOUND_FIELDS = {
-    "MessageSid": ["SM" + "1" * 32, "SM" + "2" * 32], "SmsMessageSid": ["SM" + "3" * 32], "SmsSid": ["SM4"],
-    "From": ["+33612345678", "33612345678", "0612345678", "+33699999999"], "To": ["+33700000000"],
+    "MessageSid": ["SM" + "1" * 32, "SM" + "2" * 32],
+    "SmsMessageSid": ["SM" + "3" * 32],
+    "SmsSid": ["SM4"],
+    "From": ["+33612345678", "33612345678", "0612345678", "+33699999999"],
+    "To": ["+33700000000"],
     "Body": ["ANNULER", " annulé ! ", "STOP", "OUI", "START", "Je serai en retard", ""],
     "NumSegments": ["1", "2"],
 }
 VONAGE_STATUS_FIELDS = {
-    "messageId": ["0A0000001234567B", "0B"], "message-id": ["0A0000001234567B"],
+    "messageId": ["0A0000001234567B", "0B"],
+    "message-id": ["0A0000001234567B"],
     "status": ["delivered", "accepted", "buffered", "expired", "failed", "rejected", "unknown", ""],
-    "err-code": ["0", "2", "99", "-1"], "client-ref": ["1", "2", "²", "١٢", "99999999999999999999", "-1", "0"],
-    "msisdn": ["33612345678"], "to": ["Lapin"], "concat-part": ["1", "2", "0", "-5", "99999999999"],
-    "concat-total": ["2", "3", "0", "99999999999"], "message-timestamp": ["2026-06-01 08:00:00", "garbage"],
-    "scts": ["2606011000"], "price": ["0.0333"],
+    "err-code": ["0", "2", "99", "-1"],
+    "client-ref": ["1", "2", "²", "١٢", "99999999999999999999", "-1", "0"],
+    "msisdn": ["33612345678"],
+    "to": ["Lapin"],
+    "concat-part": ["1", "2", "0", "-5", "99999999999"],
+    "concat-total": ["2", "3", "0", "99999999999"],
+    "message-timestamp": ["2026-06-01 08:00:00", "garbage"],
+    "scts": ["2606011000"],
+    "price": ["0.0333"],
 }
 VONAGE_INBOUND_FIELDS = {
-    "messageId": ["IN1", "IN2", "IN3"], "msisdn": ["33612345678", "+33612345678", "33699999999", ""],
-    "to": ["33700000000"], "text": ["ANNULER", "AN", "NULER", "STOP", "OUI", "Merci 😊", ""],
-    "type": ["text", "unicode"], "keyword": ["ANNULER"], "concat": ["true", "false", "TRUE"],
-    "concat-ref": ["7", "8"], "concat-part": ["1", "2", "0", "-1", "99999999999"],
-    "concat-total": ["1", "2", "0", "-3", "99999999999"], "message-timestamp": ["2026-06-01 08:00:00"],
+    "messageId": ["IN1", "IN2", "IN3"],
+    "msisdn": ["33612345678", "+33612345678", "33699999999", ""],
+    "to": ["33700000000"],
+    "text": ["ANNULER", "AN", "NULER", "STOP", "OUI", "Merci 😊", ""],
+    "type": ["text", "unicode"],
+    "keyword": ["ANNULER"],
+    "concat": ["true", "false", "TRUE"],
+    "concat-ref": ["7", "8"],
+    "concat-part": ["1", "2", "0", "-1", "99999999999"],
+    "concat-total": ["1", "2", "0", "-3", "99999999999"],
+    "message-timestamp": ["2026-06-01 08:00:00"],
 }
 FRESH = "fresh"
-BAD_TIMESTAMPS = ["nan", "NaN", "inf", "-inf", "1e400", "", "x", "0", str(int(NOW.timestamp()) - 3600),
-                  str(int(NOW.timestamp()) + 3600)]
+BAD_TIMESTAMPS = [
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e400",
+    "",
+    "x",
+    "0",
+    str(int(NOW.timestamp()) - 3600),
+    str(int(NOW.timestamp()) + 3600),
+]
 
 
 @pytest.fixture
 def hooks(signed_config, app, client, world, frozen, caplog):
     """Two sent SMS to aim receipts at (Twilio, Vonage), an rdv for the inbound SMS, a write guard."""
-    mark_sent(sms_of(book_at(world, NOW.replace(day=5))), provider="twilio", provider_message_id="SM" + "a" * 32)
-    mark_sent(sms_of(book_at(world, NOW.replace(day=5, hour=14))), provider="vonage",
-              provider_message_id="0A0000001234567B")
+    mark_sent(
+        sms_of(book_at(world, NOW.replace(day=5))),
+        provider="twilio",
+        provider_message_id="SM" + "a" * 32,
+    )
+    mark_sent(
+        sms_of(book_at(world, NOW.replace(day=5, hour=14))),
+        provider="vonage",
+        provider_message_id="0A0000001234567B",
+    )
     caplog.set_level(logging.ERROR, logger="scheduler.queue")
     return client, WriteGuard(), caplog
 
@@ -129,24 +173,47 @@ def _twilio(hooks, path: str, form: dict, query: dict, variant: str, table: str,
         token = "not-our-token" if variant == "wrong token" else TWILIO_TOKEN
         headers["X-Twilio-Signature"] = RequestValidator(token).compute_signature(url, form)
     sent = dict(form, Body="tampered") if variant == "forged" else form
-    response = client.post(path + (f"?{query_string}" if query_string else ""), data=sent, headers=headers)
-    _check(hooks, response, f"{variant} POST {path}?{query_string} {form!r}", table, rows,
-           must_refuse=variant != "signed")
+    response = client.post(
+        path + (f"?{query_string}" if query_string else ""), data=sent, headers=headers
+    )
+    _check(
+        hooks,
+        response,
+        f"{variant} POST {path}?{query_string} {form!r}",
+        table,
+        rows,
+        must_refuse=variant != "signed",
+    )
 
 
 @given(data=st.data())
 def test_twilio_status_never_500(hooks, data):
     form = data.draw(_fields(TWILIO_STATUS_FIELDS, form_values))
-    query = data.draw(st.one_of(st.just({}), st.fixed_dictionaries({"ref": st.sampled_from(
-        ["1", "2", "²", "١٢", "-1", "99999999999999999999", "1" * 5000]) | form_values})))
-    variant = data.draw(st.sampled_from(["signed", "signed", "signed", "unsigned", "forged", "wrong token"]))
+    query = data.draw(
+        st.one_of(
+            st.just({}),
+            st.fixed_dictionaries(
+                {
+                    "ref": st.sampled_from(
+                        ["1", "2", "²", "١٢", "-1", "99999999999999999999", "1" * 5000]
+                    )
+                    | form_values
+                }
+            ),
+        )
+    )
+    variant = data.draw(
+        st.sampled_from(["signed", "signed", "signed", "unsigned", "forged", "wrong token"])
+    )
     _twilio(hooks, "/webhooks/twilio/status", form, query, variant, "delivery_events", range(1, 2))
 
 
 @given(data=st.data())
 def test_twilio_inbound_never_500(hooks, data):
     form = data.draw(_fields(TWILIO_INBOUND_FIELDS, form_values))
-    variant = data.draw(st.sampled_from(["signed", "signed", "signed", "unsigned", "forged", "wrong token"]))
+    variant = data.draw(
+        st.sampled_from(["signed", "signed", "signed", "unsigned", "forged", "wrong token"])
+    )
     _twilio(hooks, "/webhooks/twilio/inbound", form, {}, variant, "inbound_sms", range(2))
 
 
@@ -154,15 +221,22 @@ def _vonage(hooks, data, path: str, known: dict, table: str, rows: range):
     client = hooks[0]
     how = data.draw(st.sampled_from(["get", "form", "json", "json"]))
     params = data.draw(_fields(known, json_field_values if how == "json" else form_values))
-    variant = data.draw(st.sampled_from(["signed", "signed", "signed", "unsigned", "forged", "timestamp"]))
+    variant = data.draw(
+        st.sampled_from(["signed", "signed", "signed", "unsigned", "forged", "timestamp"])
+    )
     now = int(time.time())
     params["nonce"] = data.draw(st.sampled_from(["n-1", "ec11dd3e-1e7f-4db5-9467-82b02cd223b9"]))
     if variant == "timestamp":
-        params["timestamp"] = data.draw(st.sampled_from(BAD_TIMESTAMPS) | (any_text if how == "json" else form_text)
-                                        .filter(lambda t: t.strip() not in (str(now), f"{now}.0")))
+        params["timestamp"] = data.draw(
+            st.sampled_from(BAD_TIMESTAMPS)
+            | (any_text if how == "json" else form_text).filter(
+                lambda t: t.strip() not in (str(now), f"{now}.0")
+            )
+        )
     else:
-        params["timestamp"] = data.draw(st.sampled_from([str(now), f"{now}.0"] + ([now, float(now)] if how == "json"
-                                                                                 else [])))
+        params["timestamp"] = data.draw(
+            st.sampled_from([str(now), f"{now}.0"] + ([now, float(now)] if how == "json" else []))
+        )
     if variant != "unsigned":
         try:
             params["sig"] = vonage.compute_signature(params, VONAGE_SECRET, "sha256")
@@ -173,7 +247,9 @@ def _vonage(hooks, data, path: str, known: dict, table: str, rows: range):
         params["status" if "status" in known else "text"] = "tampered"
     body = params
     if how == "json":
-        body = data.draw(st.one_of(st.just(params), st.just(params), json_values))  # sometimes not an object
+        body = data.draw(
+            st.one_of(st.just(params), st.just(params), json_values)
+        )  # sometimes not an object
         if body is not params:
             variant = "not an object"
     response = vonage_call(client, path, body, how)
@@ -187,7 +263,9 @@ def _vonage(hooks, data, path: str, known: dict, table: str, rows: range):
 
 @given(data=st.data())
 def test_vonage_status_never_500(hooks, data):
-    _vonage(hooks, data, "/webhooks/vonage/status", VONAGE_STATUS_FIELDS, "delivery_events", range(1, 2))
+    _vonage(
+        hooks, data, "/webhooks/vonage/status", VONAGE_STATUS_FIELDS, "delivery_events", range(1, 2)
+    )
 
 
 @given(data=st.data())
@@ -198,7 +276,14 @@ def test_vonage_inbound_never_500(hooks, data):
 # --- the keyword parser ---
 
 KINDS = {CANCEL, CONFIRM, STOP, START}
-ACCENTED = {"A": "AÀÂàâa", "E": "EÉÈÊËéèêëe", "I": "IÎÏîïi", "O": "OÔôo", "U": "UÙÛùûu", "C": "CÇçc"}
+ACCENTED = {
+    "A": "AÀÂàâa",
+    "E": "EÉÈÊËéèêëe",
+    "I": "IÎÏîïi",
+    "O": "OÔôo",
+    "U": "UÙÛùûu",
+    "C": "CÇçc",
+}
 AROUND = st.text(alphabet=" \t\n\u00a0\u2009.,;:!?…-'\"«»()*", max_size=6)
 
 

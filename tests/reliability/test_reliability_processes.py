@@ -34,10 +34,21 @@ def _pid_alive(pid: int) -> bool:
 
 
 def test_sigkill_takes_the_worker_and_its_work_horse(tmp_path):
-    env = worker_env("sqlite:///" + str(tmp_path / "db.sqlite3"), None, tmp_path, extra={"X_TEST": "1"})
-    assert env["DATABASE_URL"].startswith("sqlite") and "TEST_DATABASE_URL" not in env and "REDIS_URL" not in env
-    with WorkerPool(env, size=2, log_dir=tmp_path, command=[sys.executable, "-c", FAKE_WORKER],
-                    ready_text="ready") as pool:
+    env = worker_env(
+        "sqlite:///" + str(tmp_path / "db.sqlite3"), None, tmp_path, extra={"X_TEST": "1"}
+    )
+    assert (
+        env["DATABASE_URL"].startswith("sqlite")
+        and "TEST_DATABASE_URL" not in env
+        and "REDIS_URL" not in env
+    )
+    with WorkerPool(
+        env,
+        size=2,
+        log_dir=tmp_path,
+        command=[sys.executable, "-c", FAKE_WORKER],
+        ready_text="ready",
+    ) as pool:
         pool.wait_ready(timeout=30)
         horse = int(pool.workers[0].output().split("horse=")[1].split()[0])
         assert _pid_alive(horse)

@@ -54,21 +54,43 @@ def _scene(world) -> None:
     """300 usagers, each with an upcoming rdv and its confirmation SMS (ids 1..300 in order)."""
     rows = []
     for i in range(SMS_COUNT):
-        usager = Usager(organisation_id=world.org.id, first_name=f"U{i}", last_name="Test", phone=_phone(i),
-                        email=f"u{i}@example.org" if i % 3 == 0 else None, notify_email=False)
+        usager = Usager(
+            organisation_id=world.org.id,
+            first_name=f"U{i}",
+            last_name="Test",
+            phone=_phone(i),
+            email=f"u{i}@example.org" if i % 3 == 0 else None,
+            notify_email=False,
+        )
         starts = NOW + timedelta(days=2, minutes=20 * i)
-        rdv = Rdv(organisation_id=world.org.id, motif_id=world.motif.id, lieu_id=world.lieu.id,
-                  agent_id=world.agent.id, starts_at=starts, ends_at=starts + timedelta(minutes=20),
-                  duration_minutes=20)
+        rdv = Rdv(
+            organisation_id=world.org.id,
+            motif_id=world.motif.id,
+            lieu_id=world.lieu.id,
+            agent_id=world.agent.id,
+            starts_at=starts,
+            ends_at=starts + timedelta(minutes=20),
+            duration_minutes=20,
+        )
         rows.append((usager, rdv))
     db.session.add_all([x for pair in rows for x in pair])
     db.session.flush()
     for i, (usager, rdv) in enumerate(rows):
         provider, segments, recorded = _sms_facts(i)
         db.session.add(Participation(rdv_id=rdv.id, usager_id=usager.id))
-        message = Message(organisation_id=world.org.id, rdv_id=rdv.id, usager_id=usager.id, channel="sms",
-                          kind="confirmation", recipient=usager.phone, send_at=NOW - timedelta(hours=1),
-                          body=f"RDV {i}", segments=segments, attempts=1, status=recorded)
+        message = Message(
+            organisation_id=world.org.id,
+            rdv_id=rdv.id,
+            usager_id=usager.id,
+            channel="sms",
+            kind="confirmation",
+            recipient=usager.phone,
+            send_at=NOW - timedelta(hours=1),
+            body=f"RDV {i}",
+            segments=segments,
+            attempts=1,
+            status=recorded,
+        )
         if recorded == S.SENT:
             message.provider, message.provider_message_id = provider, _pmid(i, provider)
             message.sent_at = NOW - timedelta(hours=1)
@@ -83,7 +105,9 @@ def _sms_facts(i: int) -> tuple[str, int, str]:
     # The worker died (or is slow) before recording the provider's answer: receipts come first.
     if i % 10 == 3:
         recorded = S.SENDING
-    elif i % 10 == 8 and i >= INBOUND_USAGERS:  # ANNULER would cancel a queued SMS: see the module doc
+    elif (
+        i % 10 == 8 and i >= INBOUND_USAGERS
+    ):  # ANNULER would cancel a queued SMS: see the module doc
         recorded = S.QUEUED
     else:
         recorded = S.SENT
@@ -95,17 +119,28 @@ def _pmid(i: int, provider: str, part: int = 1) -> str:
 
 
 def _twilio_receipt(i, status, code=None):
-    form = {"MessageSid": _pmid(i, "twilio"), "MessageStatus": status, "To": _phone(i),
-            "AccountSid": "AC" + "0" * 32, "ApiVersion": "2010-04-01"}
+    form = {
+        "MessageSid": _pmid(i, "twilio"),
+        "MessageStatus": status,
+        "To": _phone(i),
+        "AccountSid": "AC" + "0" * 32,
+        "ApiVersion": "2010-04-01",
+    }
     if code:
         form["ErrorCode"] = code
     return ("twilio_status", form, {"ref": str(i + 1)})
 
 
 def _vonage_receipt(i, status, code="0", part=1):
-    params = {"messageId": _pmid(i, "vonage", part), "status": status, "err-code": code,
-              "client-ref": str(i + 1), "msisdn": _phone(i).lstrip("+"), "to": "Lapin",
-              "message-timestamp": "2026-06-01 08:00:00"}
+    params = {
+        "messageId": _pmid(i, "vonage", part),
+        "status": status,
+        "err-code": code,
+        "client-ref": str(i + 1),
+        "msisdn": _phone(i).lstrip("+"),
+        "to": "Lapin",
+        "message-timestamp": "2026-06-01 08:00:00",
+    }
     return ("vonage_status", params, None)
 
 
@@ -135,9 +170,20 @@ def _receipts(i: int, rng: random.Random) -> list[tuple]:
         return [_twilio_receipt(i, *step) for step in rng.choice(options)]
     if segments > 1:  # one receipt per part; sometimes a part fails
         failing = None if answering or rng.random() < 0.6 else rng.randint(1, segments)
-        return [_vonage_receipt(i, "failed" if part == failing else "delivered", "8" if part == failing else "0",
-                                part=part) for part in range(1, segments + 1)]
-    options = [VONAGE_SEQUENCES[0], VONAGE_SEQUENCES[4], VONAGE_SEQUENCES[5]] if answering else VONAGE_SEQUENCES
+        return [
+            _vonage_receipt(
+                i,
+                "failed" if part == failing else "delivered",
+                "8" if part == failing else "0",
+                part=part,
+            )
+            for part in range(1, segments + 1)
+        ]
+    options = (
+        [VONAGE_SEQUENCES[0], VONAGE_SEQUENCES[4], VONAGE_SEQUENCES[5]]
+        if answering
+        else VONAGE_SEQUENCES
+    )
     return [_vonage_receipt(i, *step) for step in rng.choice(options)]
 
 
@@ -153,18 +199,39 @@ def _inbound(i: int, n: int, phone: str, kind: str, rng: random.Random) -> list[
     """The calls of one inbound SMS (several for a long Vonage SMS)."""
     text = rng.choice(INBOUND_TEXTS[kind])
     if rng.random() < 0.5:
-        form = {"MessageSid": f"SMin{n:030d}", "From": phone, "To": "+33700000000", "Body": text,
-                "AccountSid": "AC" + "0" * 32, "NumSegments": "1"}
+        form = {
+            "MessageSid": f"SMin{n:030d}",
+            "From": phone,
+            "To": "+33700000000",
+            "Body": text,
+            "AccountSid": "AC" + "0" * 32,
+            "NumSegments": "1",
+        }
         return [("twilio_inbound", form, None)]
-    base = {"msisdn": phone.lstrip("+"), "to": "33700000000", "type": "unicode",
-            "message-timestamp": "2026-06-01 08:00:00"}
+    base = {
+        "msisdn": phone.lstrip("+"),
+        "to": "33700000000",
+        "type": "unicode",
+        "message-timestamp": "2026-06-01 08:00:00",
+    }
     if len(text) < 4 or rng.random() < 0.5:
         return [("vonage_inbound", dict(base, messageId=f"IN{n:014d}", text=text), None)]
     cut = rng.randint(1, len(text) - 1)
     parts = [text[:cut], text[cut:]]
-    return [("vonage_inbound", dict(base, messageId=f"IN{n:012d}P{p}", text=part, concat="true",
-                                    **{"concat-ref": str(n % 256), "concat-total": "2", "concat-part": str(p)}),
-             None) for p, part in enumerate(parts, start=1)]
+    return [
+        (
+            "vonage_inbound",
+            dict(
+                base,
+                messageId=f"IN{n:012d}P{p}",
+                text=part,
+                concat="true",
+                **{"concat-ref": str(n % 256), "concat-total": "2", "concat-part": str(p)},
+            ),
+            None,
+        )
+        for p, part in enumerate(parts, start=1)
+    ]
 
 
 def _script(rng: random.Random) -> tuple[list[list[tuple]], Counter]:
@@ -193,8 +260,18 @@ def _script(rng: random.Random) -> tuple[list[list[tuple]], Counter]:
 def _play(app, client, call, how_rng: random.Random) -> None:
     if call[0] == "send_recorded":
         _, i, provider, segments = call
-        _write_back([_Outcome(i + 1, "sent", 1, provider=provider,
-                              send_result=SendResult(provider, _pmid(i, provider), segments))], Counter())
+        _write_back(
+            [
+                _Outcome(
+                    i + 1,
+                    "sent",
+                    1,
+                    provider=provider,
+                    send_result=SendResult(provider, _pmid(i, provider), segments),
+                )
+            ],
+            Counter(),
+        )
         db.session.commit()
         return
     kind, params, query = call
@@ -206,7 +283,11 @@ def _play(app, client, call, how_rng: random.Random) -> None:
         signed = vonage_signed(params, nonce=f"n-{how_rng.random()}")
         response = vonage_call(client, path, signed, how_rng.choice(["get", "form", "json"]))
     db.session.rollback()
-    assert response.status_code in (200, 204), (call, response.status_code, response.get_data(as_text=True))
+    assert response.status_code in (200, 204), (
+        call,
+        response.status_code,
+        response.get_data(as_text=True),
+    )
 
 
 def _state() -> dict:
@@ -216,15 +297,41 @@ def _state() -> dict:
     receipts_per_message = Counter(db.session.scalars(select(DeliveryEvent.message_id)).all())
     inbound = db.session.scalars(select(InboundSms)).all()
     return {
-        "sms": {m.id: (m.status, m.error_code, m.segments, m.provider, m.provider_message_id, m.sent_at,
-                       m.delivered_at, m.attempts) for m in originals.values()},
-        "new_messages": Counter((m.kind, m.channel, m.status, m.recipient, m.rdv_id, m.fallback_of_id)
-                                for m in messages if m.id > SMS_COUNT),
-        "rdvs": {r.id: (r.status, r.cancelled_via, r.confirmed_at is not None)
-                 for r in db.session.scalars(select(Rdv))},
-        "opted_out": sorted(u.phone for u in db.session.scalars(select(Usager).where(Usager.sms_opted_out))),
-        "inbound": {(r.provider, r.provider_message_id): (r.action, r.rdv_id, r.usager_id, r.body,
-                                                          r.reply_message_id is not None) for r in inbound},
+        "sms": {
+            m.id: (
+                m.status,
+                m.error_code,
+                m.segments,
+                m.provider,
+                m.provider_message_id,
+                m.sent_at,
+                m.delivered_at,
+                m.attempts,
+            )
+            for m in originals.values()
+        },
+        "new_messages": Counter(
+            (m.kind, m.channel, m.status, m.recipient, m.rdv_id, m.fallback_of_id)
+            for m in messages
+            if m.id > SMS_COUNT
+        ),
+        "rdvs": {
+            r.id: (r.status, r.cancelled_via, r.confirmed_at is not None)
+            for r in db.session.scalars(select(Rdv))
+        },
+        "opted_out": sorted(
+            u.phone for u in db.session.scalars(select(Usager).where(Usager.sms_opted_out))
+        ),
+        "inbound": {
+            (r.provider, r.provider_message_id): (
+                r.action,
+                r.rdv_id,
+                r.usager_id,
+                r.body,
+                r.reply_message_id is not None,
+            )
+            for r in inbound
+        },
         "unmatched_receipts": receipts_per_message.get(None, 0),
         "receipts_linked": {k: v > 0 for k, v in receipts_per_message.items() if k is not None},
     }
@@ -247,25 +354,40 @@ def _run(app, client, order: list[tuple], seed: int) -> dict:
 
 
 def test_receipts_and_inbound_replayed_reordered_duplicated_end_in_the_same_state(
-        backend, signed_config, app, client, frozen):
+    backend, signed_config, app, client, frozen
+):
     stories, kinds = _script(random.Random(SEED))
     in_order = [call for story in stories for call in story]
 
     reference = _run(app, client, in_order, SEED)
 
     rng = random.Random(SEED + 1)
-    shuffled = [call for call in in_order for _ in range(1 if call[0] == "send_recorded" else rng.randint(1, 3))]
+    shuffled = [
+        call
+        for call in in_order
+        for _ in range(1 if call[0] == "send_recorded" else rng.randint(1, 3))
+    ]
     rng.shuffle(shuffled)
     replayed = _run(app, client, shuffled, SEED + 2)
 
     # Every receipt delivery is kept for audit (SPEC: every webhook call), linked to its message.
     assert replayed["deliveries"] > 2 * len(in_order) - 100 and replayed["unmatched_receipts"] == 0
-    for key in ("inbound", "sms", "new_messages", "rdvs", "opted_out", "inbound", "receipts_linked"):
+    for key in (
+        "inbound",
+        "sms",
+        "new_messages",
+        "rdvs",
+        "opted_out",
+        "inbound",
+        "receipts_linked",
+    ):
         assert replayed[key] == reference[key], key
 
     # The reference is the story it should be, so that the comparison means something.
     statuses = Counter(status for status, *_ in reference["sms"].values())
-    assert statuses[S.DELIVERED] >= 100 and statuses[S.UNDELIVERED] >= 20 and statuses[S.FAILED] >= 5, statuses
+    assert (
+        statuses[S.DELIVERED] >= 100 and statuses[S.UNDELIVERED] >= 20 and statuses[S.FAILED] >= 5
+    ), statuses
     assert statuses[S.SENT] >= 20 and not statuses[S.SENDING] and not statuses[S.QUEUED], statuses
     actions = Counter(action for action, *_ in reference["inbound"].values())
     assert actions["cancelled"] == kinds["cancel"] and actions["opted_out"] == kinds["stop"]
@@ -273,10 +395,16 @@ def test_receipts_and_inbound_replayed_reordered_duplicated_end_in_the_same_stat
     assert actions["unknown_number"] == kinds["unknown"]
     new = reference["new_messages"]
     replies = sum(count for (kind, *_), count in new.items() if kind == "reply")
-    assert replies == kinds["cancel"] + kinds["stop"] + kinds["confirm"] + kinds["free"]  # one per SMS acted on
+    assert (
+        replies == kinds["cancel"] + kinds["stop"] + kinds["confirm"] + kinds["free"]
+    )  # one per SMS acted on
     alerts = sum(count for (kind, channel, *_), count in new.items() if kind == "agent_alert")
     assert alerts == kinds["free"] + kinds["cancel"]
-    fallbacks = Counter(fallback for (*_, fallback), count in new.items() for _ in range(count) if fallback)
+    fallbacks = Counter(
+        fallback for (*_, fallback), count in new.items() for _ in range(count) if fallback
+    )
     assert fallbacks and set(fallbacks.values()) == {1}  # planned once per failed SMS
-    assert sum(1 for status, via, _ in reference["rdvs"].values() if via == "sms") == kinds["cancel"]
+    assert (
+        sum(1 for status, via, _ in reference["rdvs"].values() if via == "sms") == kinds["cancel"]
+    )
     assert len(reference["opted_out"]) >= kinds["stop"]

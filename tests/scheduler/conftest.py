@@ -50,8 +50,15 @@ def backend(app_config, redis_url, request):
 
 
 def sms_usager(world, phone="+33611111111", email=None, **kwargs) -> Usager:
-    usager = Usager(organisation_id=world.org.id, first_name="Ana", last_name="Silva", phone=phone,
-                    email=email, notify_email=False, **kwargs)
+    usager = Usager(
+        organisation_id=world.org.id,
+        first_name="Ana",
+        last_name="Silva",
+        phone=phone,
+        email=email,
+        notify_email=False,
+        **kwargs,
+    )
     db.session.add(usager)
     db.session.commit()
     return usager
@@ -60,10 +67,18 @@ def sms_usager(world, phone="+33611111111", email=None, **kwargs) -> Usager:
 def book_for(world, usager, days=3, hour=10, now=None):
     """Book an rdv ``days`` after the clock, at ``hour`` (Paris); returns the rdv."""
     now = now or utcnow()
-    start = (now.astimezone(PARIS) + timedelta(days=days)).replace(hour=hour, minute=0, second=0,
-                                                                   microsecond=0)
-    return book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-                usager_ids=[usager.id], starts_at=start, now=now)
+    start = (now.astimezone(PARIS) + timedelta(days=days)).replace(
+        hour=hour, minute=0, second=0, microsecond=0
+    )
+    return book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[usager.id],
+        starts_at=start,
+        now=now,
+    )
 
 
 def messages(**filters) -> list[Message]:

@@ -78,8 +78,12 @@ def test_cli_dispatch_due_refuses_a_bad_date(backend, app, runner):
 
 def test_two_dispatchers_never_queue_a_row_twice(backend, app, world, clock):
     for i in range(30):
-        book_for(world, sms_usager(world, phone=f"+336200{i:03d}12"), days=3 + i // 6,
-                 hour=(9, 10, 11, 14, 15, 16)[i % 6])
+        book_for(
+            world,
+            sms_usager(world, phone=f"+336200{i:03d}12"),
+            days=3 + i // 6,
+            hour=(9, 10, 11, 14, 15, 16)[i % 6],
+        )
     due = len(messages(kind="confirmation"))
     assert due == 30
     counts = []

@@ -43,10 +43,22 @@ def test_lost_jobs_are_queued_again_and_sent_once(backend, app, world, clock):
     (sms,) = messages(kind="confirmation")
     assert sms.status == S.QUEUED
 
-    assert reconcile_stale(utcnow() + timedelta(minutes=1)) == {"rescheduled": 0, "requeued": 0, "inbound_requeued": 0}
-    assert reconcile_stale(utcnow() + timedelta(minutes=6)) == {"rescheduled": 0, "requeued": 1, "inbound_requeued": 0}
+    assert reconcile_stale(utcnow() + timedelta(minutes=1)) == {
+        "rescheduled": 0,
+        "requeued": 0,
+        "inbound_requeued": 0,
+    }
+    assert reconcile_stale(utcnow() + timedelta(minutes=6)) == {
+        "rescheduled": 0,
+        "requeued": 1,
+        "inbound_requeued": 0,
+    }
     # Queued again once: the next reconcile does not pile up jobs for the same row.
-    assert reconcile_stale(utcnow() + timedelta(minutes=7)) == {"rescheduled": 0, "requeued": 0, "inbound_requeued": 0}
+    assert reconcile_stale(utcnow() + timedelta(minutes=7)) == {
+        "rescheduled": 0,
+        "requeued": 0,
+        "inbound_requeued": 0,
+    }
     run_pending(app)
     assert messages(id=sms.id)[0].status == S.SENT
     assert len(simulator_outbox(app)) == 1
@@ -58,8 +70,9 @@ def test_stale_sending_rows_are_retried_after_the_timeout(backend, app, world, c
     assert dispatch_due(utcnow()) == 1
     (sms,) = messages(kind="confirmation")
     # A worker claimed the row, then was killed before sending anything.
-    bulk_transition([sms.id], S.SENDING, at=utcnow(), from_statuses=(S.QUEUED,),
-                    attempts=sms.attempts + 1)
+    bulk_transition(
+        [sms.id], S.SENDING, at=utcnow(), from_statuses=(S.QUEUED,), attempts=sms.attempts + 1
+    )
     db.session.commit()
     _lose_queued_jobs(app, backend)
 
@@ -92,16 +105,25 @@ def test_a_sending_row_with_a_receipt_is_left_alone(backend, app, world, clock):
 def test_booking_through_the_api_reaches_the_simulator(backend, app, client, world, clock):
     usager = sms_usager(world)
     starts_at = (utcnow() + timedelta(days=3)).astimezone(world.org.tz).replace(hour=10, minute=0)
-    r = client.post("/api/v1/rdvs", json={
-        "motif_id": world.motif.id, "lieu_id": world.lieu.id, "agent_id": world.agent.id,
-        "usager_id": usager.id, "starts_at": starts_at.isoformat()},
-        headers={"Authorization": f"Bearer {world.token}"})
+    r = client.post(
+        "/api/v1/rdvs",
+        json={
+            "motif_id": world.motif.id,
+            "lieu_id": world.lieu.id,
+            "agent_id": world.agent.id,
+            "usager_id": usager.id,
+            "starts_at": starts_at.isoformat(),
+        },
+        headers={"Authorization": f"Bearer {world.token}"},
+    )
     assert r.status_code == 201, r.json
     assert dispatch_due(utcnow()) == 1
     run_pending(app)
     (sent,) = simulator_outbox(app)
     assert sent.to == usager.phone and "Annuler" in sent.body
-    rdv = client.get(f"/api/v1/rdvs/{r.json['id']}", headers={"Authorization": f"Bearer {world.token}"})
+    rdv = client.get(
+        f"/api/v1/rdvs/{r.json['id']}", headers={"Authorization": f"Bearer {world.token}"}
+    )
     confirmation = next(m for m in rdv.json["messages"] if m["kind"] == "confirmation")
     assert (confirmation["status"], confirmation["provider"]) == ("sent", "simulator")
 
@@ -166,14 +188,19 @@ def smtp_server(app_config):
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     app_config["EMAIL_PROVIDER"] = "smtp"
-    app_config["PROVIDER_SETTINGS"] = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port),
-                                       "MAIL_FROM": "Lapin <rdv@lapin.test>"}
+    app_config["PROVIDER_SETTINGS"] = {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "MAIL_FROM": "Lapin <rdv@lapin.test>",
+    }
     yield handler
     controller.stop()
 
 
 @BACKENDS
-def test_email_goes_through_smtp_with_its_calendar_invitation(backend, smtp_server, app, world, clock):
+def test_email_goes_through_smtp_with_its_calendar_invitation(
+    backend, smtp_server, app, world, clock
+):
     world.usager.phone = None
     db.session.commit()
     book_for(world, world.usager, days=3)
@@ -229,7 +256,12 @@ def test_scheduler_tick_dispatches_and_reconciles(backend, app, world, clock):
     from scheduler.periodic import tick
 
     book_for(world, sms_usager(world), days=3)
-    assert tick(app, reconcile=True) == {"queued": 1, "rescheduled": 0, "requeued": 0, "inbound_requeued": 0}
+    assert tick(app, reconcile=True) == {
+        "queued": 1,
+        "rescheduled": 0,
+        "requeued": 0,
+        "inbound_requeued": 0,
+    }
     assert tick(app) == {"queued": 0}
     run_pending(app)
     assert len(simulator_outbox(app)) == 1

@@ -24,13 +24,21 @@ BACKENDS = pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=Tr
 
 
 def twilio_ok(sid="SM1", segments="1"):
-    return responses.Response(responses.POST, TWILIO_URL, status=201, json={
-        "sid": sid, "status": "queued", "num_segments": segments, "error_code": None})
+    return responses.Response(
+        responses.POST,
+        TWILIO_URL,
+        status=201,
+        json={"sid": sid, "status": "queued", "num_segments": segments, "error_code": None},
+    )
 
 
 def twilio_error(status, code, message="error"):
-    return responses.Response(responses.POST, TWILIO_URL, status=status, json={
-        "code": code, "message": message, "more_info": "", "status": status})
+    return responses.Response(
+        responses.POST,
+        TWILIO_URL,
+        status=status,
+        json={"code": code, "message": message, "more_info": "", "status": status},
+    )
 
 
 @pytest.fixture
@@ -68,8 +76,12 @@ def _confirmation(world, usager=None):
 @BACKENDS
 def test_the_same_ids_sent_by_two_racing_jobs_go_once(backend, app, world, clock):
     for i in range(12):
-        book_for(world, sms_usager(world, phone=f"+336300{i:03d}12"), days=3 + i // 6,
-                 hour=(9, 10, 11, 14, 15, 16)[i % 6])
+        book_for(
+            world,
+            sms_usager(world, phone=f"+336300{i:03d}12"),
+            days=3 + i // 6,
+            hour=(9, 10, 11, 14, 15, 16)[i % 6],
+        )
     assert dispatch_due(utcnow()) == 12
     ids = [m.id for m in messages(kind="confirmation")]
     barrier = threading.Barrier(2)
@@ -115,10 +127,24 @@ def test_transient_error_is_retried_with_backoff_then_sent(backend, twilio_only,
     run_pending(app)
     sms = messages(id=sms.id)[0]
     assert (sms.status, sms.attempts, sms.provider, sms.provider_message_id, sms.segments) == (
-        S.SENT, 3, "twilio", "SMok", 2)
+        S.SENT,
+        3,
+        "twilio",
+        "SMok",
+        2,
+    )
     assert [c.status for c in sms.status_changes] == [
-        S.SCHEDULED, S.QUEUED, S.SENDING, S.SCHEDULED, S.QUEUED, S.SENDING, S.SCHEDULED,
-        S.QUEUED, S.SENDING, S.SENT]
+        S.SCHEDULED,
+        S.QUEUED,
+        S.SENDING,
+        S.SCHEDULED,
+        S.QUEUED,
+        S.SENDING,
+        S.SCHEDULED,
+        S.QUEUED,
+        S.SENDING,
+        S.SENT,
+    ]
     assert len(responses.calls) == 3
 
 
@@ -151,8 +177,9 @@ def test_organisation_providers_override_the_environment(backend, twilio_first, 
 
 
 @responses.activate
-def test_all_providers_exhausted_fails_and_falls_back_to_email(backend, twilio_once, app, world,
-                                                               clock):
+def test_all_providers_exhausted_fails_and_falls_back_to_email(
+    backend, twilio_once, app, world, clock
+):
     responses.add(twilio_error(500, 20500, "Internal error"))
     sms = _confirmation(world, sms_usager(world, email="ana@example.org"))
     run_pending(app)
@@ -160,12 +187,15 @@ def test_all_providers_exhausted_fails_and_falls_back_to_email(backend, twilio_o
     assert sms.status == S.FAILED and "Internal error" in sms.last_error
     fallback = messages(channel="email")
     assert [(m.kind, m.fallback_of_id, m.status) for m in fallback] == [
-        ("confirmation", sms.id, S.SCHEDULED)]
+        ("confirmation", sms.id, S.SCHEDULED)
+    ]
 
 
 @BACKENDS
 @responses.activate
-def test_permanent_error_fails_at_once_with_email_fallback(backend, twilio_first, app, world, clock):
+def test_permanent_error_fails_at_once_with_email_fallback(
+    backend, twilio_first, app, world, clock
+):
     responses.add(twilio_error(400, 21211, "Invalid 'To' Phone Number"))
     sms = _confirmation(world, sms_usager(world, email="ana@example.org"))
     run_pending(app)
@@ -245,7 +275,10 @@ def test_cancelled_rdv_still_gets_its_cancellation_message(backend, app, world, 
     assert dispatch_due(utcnow()) == 1
     run_pending(app)
     assert [(m.kind, m.status) for m in messages()] == [
-        ("confirmation", S.CANCELLED), ("reminder", S.CANCELLED), ("cancelled", S.SENT)]
+        ("confirmation", S.CANCELLED),
+        ("reminder", S.CANCELLED),
+        ("cancelled", S.SENT),
+    ]
 
 
 def test_quiet_hours_at_send_time_put_the_sms_back_to_the_morning(backend, app, world, clock):
@@ -269,4 +302,5 @@ def test_rdv_moved_after_queueing_sends_only_the_new_date(backend, app, world, c
     kinds = [(m.kind, m.status) for m in messages()]
     assert ("confirmation", S.CANCELLED) in kinds and ("moved", S.SENT) in kinds
     assert [m.reference for m in simulator_outbox(app)] == [
-        str(m.id) for m in messages(kind="moved")]
+        str(m.id) for m in messages(kind="moved")
+    ]

@@ -75,8 +75,9 @@ def test_a_reminder_in_quiet_hours_moves_earlier_to_the_last_minute_before_them(
 
 def test_a_reminder_in_the_evening_part_of_quiet_hours_moves_to_19_59_that_day():
     starts = local(REUNION, 2026, 6, 12, 21, 0)
-    at = apply_quiet_hours(reminder_time(starts, timedelta(hours=48), REUNION), "reminder", "sms",
-                           NIGHT, REUNION)
+    at = apply_quiet_hours(
+        reminder_time(starts, timedelta(hours=48), REUNION), "reminder", "sms", NIGHT, REUNION
+    )
     assert at.astimezone(REUNION) == local(REUNION, 2026, 6, 10, 19, 59)
 
 
@@ -90,9 +91,13 @@ def test_email_reminders_are_not_held_back():
 @pytest.mark.parametrize("kind", ["confirmation", "moved", "cancelled"])
 def test_other_sms_wait_for_the_morning(kind):
     late = local(PARIS, 2026, 6, 1, 22, 15)
-    assert apply_quiet_hours(late, kind, "sms", NIGHT, PARIS).astimezone(PARIS) == local(PARIS, 2026, 6, 2, 8, 0)
+    assert apply_quiet_hours(late, kind, "sms", NIGHT, PARIS).astimezone(PARIS) == local(
+        PARIS, 2026, 6, 2, 8, 0
+    )
     early = local(PARIS, 2026, 6, 2, 6, 0)
-    assert apply_quiet_hours(early, kind, "sms", NIGHT, PARIS).astimezone(PARIS) == local(PARIS, 2026, 6, 2, 8, 0)
+    assert apply_quiet_hours(early, kind, "sms", NIGHT, PARIS).astimezone(PARIS) == local(
+        PARIS, 2026, 6, 2, 8, 0
+    )
     day = local(PARIS, 2026, 6, 2, 12, 0)
     assert apply_quiet_hours(day, kind, "sms", NIGHT, PARIS) == day
 
@@ -126,7 +131,9 @@ def test_a_reminder_pushed_into_the_past_by_quiet_hours_is_not_planned():
 
 def test_send_time_recheck_holds_a_late_reminder_until_morning():
     at = local(PARIS, 2026, 6, 1, 21, 0)
-    assert is_sendable_now("reminder", "sms", at, NIGHT, PARIS).astimezone(PARIS) == local(PARIS, 2026, 6, 2, 8, 0)
+    assert is_sendable_now("reminder", "sms", at, NIGHT, PARIS).astimezone(PARIS) == local(
+        PARIS, 2026, 6, 2, 8, 0
+    )
     assert is_sendable_now("reminder", "email", at, NIGHT, PARIS) is None
     assert is_sendable_now("reminder", "sms", local(PARIS, 2026, 6, 1, 19, 0), NIGHT, PARIS) is None
 

@@ -63,18 +63,33 @@ def victim(app, world):
     add_opening(org, agent, lieu, [motif])
     usager = make_usager(org, first="Zoé", last="Confidentielle", phone="+33698765432")
     db.session.commit()
-    other = SimpleNamespace(org=org, lieu=lieu, other_lieu=other_lieu, agent=agent, motif=motif, usager=usager)
-    rdv = book(other.org, motif_id=other.motif.id, lieu_id=other.lieu.id, agent_id=other.agent.id,
-               usager_ids=[other.usager.id], starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS))
+    other = SimpleNamespace(
+        org=org, lieu=lieu, other_lieu=other_lieu, agent=agent, motif=motif, usager=usager
+    )
+    rdv = book(
+        other.org,
+        motif_id=other.motif.id,
+        lieu_id=other.lieu.id,
+        agent_id=other.agent.id,
+        usager_ids=[other.usager.id],
+        starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
+    )
     other.rdv = rdv
     return other
 
 
 def _ids_of(victim) -> dict[str, int]:
     """Values for URL parameters, by name: the victim organisation's objects."""
-    return {"rdv_id": victim.rdv.id, "usager_id": victim.usager.id, "motif_id": victim.motif.id,
-            "lieu_id": victim.lieu.id, "agent_id": victim.agent.id, "message_id": victim.rdv.messages[0].id,
-            "org_id": victim.org.id, "organisation_id": victim.org.id}
+    return {
+        "rdv_id": victim.rdv.id,
+        "usager_id": victim.usager.id,
+        "motif_id": victim.motif.id,
+        "lieu_id": victim.lieu.id,
+        "agent_id": victim.agent.id,
+        "message_id": victim.rdv.messages[0].id,
+        "org_id": victim.org.id,
+        "organisation_id": victim.org.id,
+    }
 
 
 def build_url(rule, values: dict[str, int]) -> str:
@@ -123,19 +138,35 @@ def test_api_token_of_another_organisation_sees_nothing(app, client, world, vict
         if not rule.rule.startswith("/api/") or not rule.arguments:
             continue
         url = build_url(rule, values)
-        response = _call(client, method, url, json={"starts_at": "2026-06-06T10:00:00+02:00",
-                                                    "status": "seen"}, headers=headers)
+        response = _call(
+            client,
+            method,
+            url,
+            json={"starts_at": "2026-06-06T10:00:00+02:00", "status": "seen"},
+            headers=headers,
+        )
         assert response.status_code == 404, (method, url, response.status_code)
     # Lists and bodies naming the victim's objects do not reach them either.
-    for path, hidden in (("/api/v1/motifs", {victim.motif.id}), ("/api/v1/lieux", {victim.lieu.id, victim.other_lieu.id}),
-                         ("/api/v1/agents", {victim.agent.id})):
+    for path, hidden in (
+        ("/api/v1/motifs", {victim.motif.id}),
+        ("/api/v1/lieux", {victim.lieu.id, victim.other_lieu.id}),
+        ("/api/v1/agents", {victim.agent.id}),
+    ):
         ids = {item["id"] for item in client.get(path, headers=headers).get_json()["items"]}
         assert ids and not ids & hidden, path
     slots = client.get(f"/api/v1/slots?motif_id={victim.motif.id}", headers=headers)
     assert slots.status_code == 404
-    response = client.post("/api/v1/rdvs", headers=headers, json={
-        "motif_id": victim.motif.id, "lieu_id": victim.lieu.id, "agent_id": victim.agent.id,
-        "usager_id": victim.usager.id, "starts_at": "2026-06-05T11:00:00+02:00"})
+    response = client.post(
+        "/api/v1/rdvs",
+        headers=headers,
+        json={
+            "motif_id": victim.motif.id,
+            "lieu_id": victim.lieu.id,
+            "agent_id": victim.agent.id,
+            "usager_id": victim.usager.id,
+            "starts_at": "2026-06-05T11:00:00+02:00",
+        },
+    )
     assert response.status_code in (404, 422)
     assert _snapshot() == before
 
@@ -147,13 +178,22 @@ def test_agent_of_another_organisation_gets_404(app, login, world, victim):
         if rule.rule.startswith("/api/") or not rule.arguments:
             continue
         url = build_url(rule, values)
-        response = _call(login, method, url, data={"starts_at": "2026-06-06T10:00", "status": "seen"})
+        response = _call(
+            login, method, url, data={"starts_at": "2026-06-06T10:00", "status": "seen"}
+        )
         assert response.status_code == 404, (method, url, response.status_code)
     # The booking form does not take another organisation's motif, lieu or agent either.
     assert login.get(f"/rdvs/new?motif_id={victim.motif.id}").status_code == 404
-    response = login.post("/rdvs/new", data={
-        "motif_id": world.motif.id, "lieu_id": world.lieu.id, "agent_id": victim.agent.id,
-        "starts_at": "2026-06-05T11:00:00+02:00", "usager_id": victim.usager.id})
+    response = login.post(
+        "/rdvs/new",
+        data={
+            "motif_id": world.motif.id,
+            "lieu_id": world.lieu.id,
+            "agent_id": victim.agent.id,
+            "starts_at": "2026-06-05T11:00:00+02:00",
+            "usager_id": victim.usager.id,
+        },
+    )
     assert response.status_code in (404, 422)
     agenda = login.get(f"/agenda?date=2026-06-05&agent={victim.agent.id}").get_data(as_text=True)
     assert victim.usager.last_name not in agenda
@@ -163,5 +203,7 @@ def test_agent_of_another_organisation_gets_404(app, login, world, victim):
 
 def _snapshot():
     db.session.rollback()
-    return [(r.id, r.status, r.starts_at, r.lieu_id, r.cancelled_at)
-            for r in db.session.scalars(select(Rdv).order_by(Rdv.id))]
+    return [
+        (r.id, r.status, r.starts_at, r.lieu_id, r.cancelled_at)
+        for r in db.session.scalars(select(Rdv).order_by(Rdv.id))
+    ]

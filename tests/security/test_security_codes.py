@@ -30,8 +30,14 @@ def test_codes_are_long_random_and_from_the_url_safe_alphabet():
 
 def test_the_database_refuses_a_duplicate_code(app, world):
     with time_machine.travel(datetime(2026, 6, 1, 10, 0, tzinfo=PARIS), tick=False):
-        rdv = book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-                   usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS))
+        rdv = book(
+            world.org,
+            motif_id=world.motif.id,
+            lieu_id=world.lieu.id,
+            agent_id=world.agent.id,
+            usager_ids=[world.usager.id],
+            starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
+        )
     code = rdv.participations[0].cancel_code
     db.session.add(Participation(rdv_id=rdv.id, usager_id=world.email_usager.id, cancel_code=code))
     with pytest.raises(IntegrityError):

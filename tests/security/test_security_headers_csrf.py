@@ -32,14 +32,29 @@ def frozen():
 
 @pytest.fixture
 def rdv(world):
-    return book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-                usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS))
+    return book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[world.usager.id],
+        starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
+    )
 
 
 def _values(world, rdv):
-    return {"rdv_id": rdv.id, "usager_id": world.usager.id, "motif_id": world.motif.id, "lieu_id": world.lieu.id,
-            "agent_id": world.agent.id, "message_id": rdv.messages[0].id, "code": rdv.participations[0].cancel_code,
-            "filename": "missing.css", "org_id": world.org.id, "organisation_id": world.org.id}
+    return {
+        "rdv_id": rdv.id,
+        "usager_id": world.usager.id,
+        "motif_id": world.motif.id,
+        "lieu_id": world.lieu.id,
+        "agent_id": world.agent.id,
+        "message_id": rdv.messages[0].id,
+        "code": rdv.participations[0].cancel_code,
+        "filename": "missing.css",
+        "org_id": world.org.id,
+        "organisation_id": world.org.id,
+    }
 
 
 def assert_security_headers(response, what):
@@ -58,7 +73,9 @@ def test_every_get_route_carries_the_security_headers(app, client, login, world,
             continue
         url = build_url(rule, values)
         for who, c in (("anonymous", anonymous), ("agent", login)):
-            response = c.get(url, headers={"Authorization": f"Bearer {world.token}"} if "/api/" in url else {})
+            response = c.get(
+                url, headers={"Authorization": f"Bearer {world.token}"} if "/api/" in url else {}
+            )
             assert response.status_code < 500, (who, url)
             assert_security_headers(response, (who, url))
             checked += 1
@@ -92,8 +109,14 @@ def test_every_form_post_requires_a_csrf_token(csrf_app):
     from tests.factories import make_world
 
     world = make_world()
-    rdv = book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id, agent_id=world.agent.id,
-               usager_ids=[world.usager.id], starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS))
+    rdv = book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[world.usager.id],
+        starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
+    )
     client = csrf_app.test_client()
     # Login without the token is refused; with it, it works.
     data = {"email": world.agent.email, "password": world.password}
@@ -107,12 +130,17 @@ def test_every_form_post_requires_a_csrf_token(csrf_app):
         if method == "GET" or rule.rule.startswith(("/api/", "/webhooks/")):
             continue  # bearer-token API and signed webhooks do not use cookies
         url = build_url(rule, values)
-        response = client.open(url, method=method, data={"status": "seen", "starts_at": "2026-06-06T10:00"})
+        response = client.open(
+            url, method=method, data={"status": "seen", "starts_at": "2026-06-06T10:00"}
+        )
         assert response.status_code == 400, (method, url, response.status_code)
         checked += 1
     assert checked >= 4
     db.session.expire_all()
-    assert db.session.get(Rdv, rdv.id).status == "unknown" and db.session.get(Rdv, rdv.id).cancelled_at is None
+    assert (
+        db.session.get(Rdv, rdv.id).status == "unknown"
+        and db.session.get(Rdv, rdv.id).cancelled_at is None
+    )
 
     # The same form with the page's token goes through.
     token = _token(client.get(f"/rdvs/{rdv.id}").get_data(as_text=True))

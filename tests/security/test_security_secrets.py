@@ -21,16 +21,20 @@ def _all_text_of(row) -> str:
 
 
 def test_passwords_are_hashed_with_scrypt(runner, world):
-    result = runner.invoke(args=["create-agent", "nadia@example.org", "--org", str(world.org.id),
-                                 "--password-stdin"], input=PASSWORD + "\n")
+    result = runner.invoke(
+        args=["create-agent", "nadia@example.org", "--org", str(world.org.id), "--password-stdin"],
+        input=PASSWORD + "\n",
+    )
     assert result.exit_code == 0, result.output
     agent = db.session.scalar(select(Agent).where(Agent.email == "nadia@example.org"))
     assert agent.password_hash.startswith("scrypt:")
     assert PASSWORD not in _all_text_of(agent)
     assert agent.check_password(PASSWORD) and not agent.check_password(PASSWORD + "x")
     # Two agents with the same password get different hashes (salted).
-    runner.invoke(args=["create-agent", "omar@example.org", "--org", str(world.org.id), "--password-stdin"],
-                  input=PASSWORD + "\n")
+    runner.invoke(
+        args=["create-agent", "omar@example.org", "--org", str(world.org.id), "--password-stdin"],
+        input=PASSWORD + "\n",
+    )
     other = db.session.scalar(select(Agent).where(Agent.email == "omar@example.org"))
     assert other.password_hash != agent.password_hash
 
@@ -50,8 +54,16 @@ def test_secrets_never_reach_the_logs(app, client, runner, world, caplog):
     # SQL statements and their parameters too: the most verbose setting an operator could pick.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.DEBUG)
     try:
-        created = runner.invoke(args=["create-agent", "nadia@example.org", "--org", str(world.org.id),
-                                      "--password-stdin"], input=PASSWORD + "\n")
+        created = runner.invoke(
+            args=[
+                "create-agent",
+                "nadia@example.org",
+                "--org",
+                str(world.org.id),
+                "--password-stdin",
+            ],
+            input=PASSWORD + "\n",
+        )
         issued = runner.invoke(args=["create-api-token", "erp", "--org", str(world.org.id)])
         token = issued.output.strip().splitlines()[-1]
         client.post("/login", data={"email": "nadia@example.org", "password": PASSWORD + "-wrong"})
@@ -59,9 +71,16 @@ def test_secrets_never_reach_the_logs(app, client, runner, world, caplog):
         client.get("/agenda")
         client.get("/api/v1/motifs", headers={"Authorization": f"Bearer {token}"})
         client.get("/api/v1/motifs", headers={"Authorization": f"Bearer {token}x"})
-        client.post("/api/v1/usagers", headers={"Authorization": f"Bearer {token}"},
-                    json={"first_name": "Léa", "last_name": "Martin", "phone": "06 98 76 54 32",
-                          "email": "lea.martin@example.org"})
+        client.post(
+            "/api/v1/usagers",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "first_name": "Léa",
+                "last_name": "Martin",
+                "phone": "06 98 76 54 32",
+                "email": "lea.martin@example.org",
+            },
+        )
     finally:
         logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     assert created.exit_code == 0 and issued.exit_code == 0
@@ -69,8 +88,13 @@ def test_secrets_never_reach_the_logs(app, client, runner, world, caplog):
     assert "SELECT" in logged  # the capture did see the SQL log
     for secret in (PASSWORD, token, world.token, app.config["SECRET_KEY"]):
         assert secret not in logged
-    for personal in ("+33698765432", "0698765432", "06 98 76 54 32", "lea.martin@example.org",
-                     "nadia@example.org"):
+    for personal in (
+        "+33698765432",
+        "0698765432",
+        "06 98 76 54 32",
+        "lea.martin@example.org",
+        "nadia@example.org",
+    ):
         assert personal not in logged, personal
 
 
@@ -83,7 +107,11 @@ def test_phone_numbers_and_emails_are_masked_in_log_records(app, caplog):
     except ValueError:
         log.exception("send failed for lea@example.org")
     text = caplog.text
-    assert "+33612345678" not in text and "lea@example.org" not in text and "06 12 34 56 78" not in text
+    assert (
+        "+33612345678" not in text
+        and "lea@example.org" not in text
+        and "06 12 34 56 78" not in text
+    )
     assert "+*********78" in text and "l***@example.org" in text
     assert "ValueError" in text  # the traceback is kept, masked
 
@@ -92,11 +120,22 @@ def test_the_filter_masks_records_on_any_handler():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(PersonalDataFilter())
-    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "to %s / %s / msisdn=%s", (
-        "+262692123456", "jean.dupont@mairie.fr", "33612345678"), None)
+    record = logging.LogRecord(
+        "x",
+        logging.WARNING,
+        __file__,
+        1,
+        "to %s / %s / msisdn=%s",
+        ("+262692123456", "jean.dupont@mairie.fr", "33612345678"),
+        None,
+    )
     handler.handle(record)
     out = stream.getvalue()
-    assert "+262692123456" not in out and "jean.dupont@mairie.fr" not in out and "33612345678" not in out
+    assert (
+        "+262692123456" not in out
+        and "jean.dupont@mairie.fr" not in out
+        and "33612345678" not in out
+    )
     assert out.strip() == "to +**********56 / j***@mairie.fr / msisdn=*********78"
 
 

@@ -68,22 +68,36 @@ def run_jobs(app) -> int:
 
 
 def book_at(world, when: datetime, usager=None, agent=None, now=NOW):
-    return book(world.org, motif_id=world.motif.id, lieu_id=world.lieu.id,
-                agent_id=(agent or world.agent).id, usager_ids=[(usager or world.usager).id],
-                starts_at=when, now=now)
+    return book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=(agent or world.agent).id,
+        usager_ids=[(usager or world.usager).id],
+        starts_at=when,
+        now=now,
+    )
 
 
 def sms_of(rdv, kind="confirmation") -> Message:
-    return db.session.scalar(select(Message).where(
-        Message.rdv_id == rdv.id, Message.kind == kind, Message.channel == "sms"))
+    return db.session.scalar(
+        select(Message).where(
+            Message.rdv_id == rdv.id, Message.kind == kind, Message.channel == "sms"
+        )
+    )
 
 
 def mark_sent(message: Message, provider="twilio", provider_message_id=None, at=NOW) -> Message:
     """What the send job records once a provider accepted the SMS."""
     for status in (S.QUEUED, S.SENDING):
         transition(message, status, at=at)
-    transition(message, S.SENT, at=at, provider=provider,
-               provider_message_id=provider_message_id or f"SM{message.id:032d}")
+    transition(
+        message,
+        S.SENT,
+        at=at,
+        provider=provider,
+        provider_message_id=provider_message_id or f"SM{message.id:032d}",
+    )
     db.session.commit()
     return message
 
@@ -99,11 +113,14 @@ def twilio_post(client, path, form, token=TWILIO_TOKEN, signature=None, query=""
     return client.post(path + (f"?{query}" if query else ""), data=form, headers=headers)
 
 
-def vonage_signed(params, method="sha256", secret=VONAGE_SECRET, nonce="ec11dd3e-1e7f-4db5-9467-82b02cd223b9"):
+def vonage_signed(
+    params, method="sha256", secret=VONAGE_SECRET, nonce="ec11dd3e-1e7f-4db5-9467-82b02cd223b9"
+):
     """``params`` with ``timestamp``, ``nonce`` and ``sig`` as Vonage signs them (the SDK's own code)."""
     params = dict(params, timestamp=str(int(time.time())), nonce=nonce)
-    params["sig"] = Auth(api_key="abcd1234", signature_secret=secret, signature_method=method).sign_params(
-        dict(params))
+    params["sig"] = Auth(
+        api_key="abcd1234", signature_secret=secret, signature_method=method
+    ).sign_params(dict(params))
     return params
 
 

@@ -21,13 +21,31 @@ VONAGE_INBOUND = "/webhooks/vonage/inbound"
 PHONE = "+33612345678"  # world.usager
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("ANNULER", CANCEL), (" annulé ! ", CANCEL), ("Annulation", CANCEL), ("annul", CANCEL),
-    ("Annule.", CANCEL), ("OUI", CONFIRM), ("oui.", CONFIRM), ("OK", CONFIRM), ("Confirmer", CONFIRM),
-    ("STOP", STOP), ("stop sms", STOP), ("Stop SMS!", STOP), ("Arrêt", STOP), ("arret", STOP),
-    ("START", START), ("start ", START),
-    ("Je serai en retard", None), ("annuler le rdv de mardi ?", None), ("", None), ("NON", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("ANNULER", CANCEL),
+        (" annulé ! ", CANCEL),
+        ("Annulation", CANCEL),
+        ("annul", CANCEL),
+        ("Annule.", CANCEL),
+        ("OUI", CONFIRM),
+        ("oui.", CONFIRM),
+        ("OK", CONFIRM),
+        ("Confirmer", CONFIRM),
+        ("STOP", STOP),
+        ("stop sms", STOP),
+        ("Stop SMS!", STOP),
+        ("Arrêt", STOP),
+        ("arret", STOP),
+        ("START", START),
+        ("start ", START),
+        ("Je serai en retard", None),
+        ("annuler le rdv de mardi ?", None),
+        ("", None),
+        ("NON", None),
+    ],
+)
 def test_keywords_after_trim_accent_case_and_punctuation_folding(text, expected):
     assert keyword(text) == expected
 
@@ -37,13 +55,25 @@ def test_fold():
 
 
 def _form(body, sid="SM" + "1" * 32, sender=PHONE):
-    return {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": sender,
-            "To": "+33700000000", "Body": body, "NumSegments": "1", "NumMedia": "0", "SmsStatus": "received"}
+    return {
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": sender,
+        "To": "+33700000000",
+        "Body": body,
+        "NumSegments": "1",
+        "NumMedia": "0",
+        "SmsStatus": "received",
+    }
 
 
 def _reply_to(number) -> list[Message]:
-    return db.session.scalars(select(Message).where(Message.kind == "reply", Message.recipient == number)
-                              .order_by(Message.id)).all()
+    return db.session.scalars(
+        select(Message)
+        .where(Message.kind == "reply", Message.recipient == number)
+        .order_by(Message.id)
+    ).all()
 
 
 def _count(model) -> int:
@@ -61,7 +91,9 @@ def sent_rdv(signed_config, app, world, frozen):
 def test_annuler_cancels_the_rdv_and_replies_through_the_pipeline(backend, sent_rdv, app, client):
     response = twilio_post(client, INBOUND, _form(" Annulé ! "))
     assert response.status_code == 200 and response.mimetype == "text/xml"
-    assert "<Response" in response.get_data(as_text=True)  # empty TwiML: the reply is our own message
+    assert "<Response" in response.get_data(
+        as_text=True
+    )  # empty TwiML: the reply is our own message
     run_jobs(app)
     rdv = db.session.get(Rdv, sent_rdv.id)
     assert rdv.status == "excused" and rdv.cancelled_via == "sms"
@@ -73,7 +105,10 @@ def test_annuler_cancels_the_rdv_and_replies_through_the_pipeline(backend, sent_
     # The planned `cancelled` SMS would say it twice; the email and the agent alert still go.
     kinds = {(m.kind, m.channel): m.status for m in rdv.messages}
     assert kinds[("cancelled", "sms")] == S.SKIPPED
-    assert kinds[("cancelled", "email")] == S.SCHEDULED and kinds[("agent_alert", "email")] == S.SCHEDULED
+    assert (
+        kinds[("cancelled", "email")] == S.SCHEDULED
+        and kinds[("agent_alert", "email")] == S.SCHEDULED
+    )
 
 
 def test_the_same_inbound_sms_twice_is_acted_on_once(sent_rdv, app, client):
@@ -82,11 +117,15 @@ def test_the_same_inbound_sms_twice_is_acted_on_once(sent_rdv, app, client):
         run_jobs(app)
     assert _count(InboundSms) == 1
     assert len(_reply_to(PHONE)) == 1
-    alerts = db.session.scalar(select(func.count()).select_from(Message).where(Message.kind == "agent_alert"))
+    alerts = db.session.scalar(
+        select(func.count()).select_from(Message).where(Message.kind == "agent_alert")
+    )
     assert alerts == 1
 
 
-def test_two_upcoming_rdvs_cancels_the_one_of_the_latest_sms(signed_config, app, client, world, frozen):
+def test_two_upcoming_rdvs_cancels_the_one_of_the_latest_sms(
+    signed_config, app, client, world, frozen
+):
     soon = book_at(world, NOW.replace(day=3))
     later = book_at(world, NOW.replace(day=10))
     mark_sent(sms_of(soon), at=NOW - timedelta(hours=3))
@@ -97,7 +136,9 @@ def test_two_upcoming_rdvs_cancels_the_one_of_the_latest_sms(signed_config, app,
     assert db.session.get(Rdv, soon.id).status == "unknown"
 
 
-def test_without_a_recent_sms_the_next_upcoming_rdv_is_meant(signed_config, app, client, world, frozen):
+def test_without_a_recent_sms_the_next_upcoming_rdv_is_meant(
+    signed_config, app, client, world, frozen
+):
     later = book_at(world, NOW.replace(day=10))
     soon = book_at(world, NOW.replace(day=3))
     mark_sent(sms_of(later), at=NOW - timedelta(days=8))  # outside the 7-day window
@@ -126,7 +167,9 @@ def test_stop_opts_out_and_replies_once_start_opts_back_in(sent_rdv, app, client
     twilio_post(client, INBOUND, _form("START", sid="SM3"))
     run_jobs(app)
     assert db.session.get(Usager, world.usager.id).sms_opted_out is False
-    assert [r.body.split()[0] for r in _reply_to(PHONE)][-1] == "Les"  # "Les SMS ... sont réactivés"
+    assert [r.body.split()[0] for r in _reply_to(PHONE)][
+        -1
+    ] == "Les"  # "Les SMS ... sont réactivés"
     assert db.session.get(Rdv, sent_rdv.id).status == "unknown"
 
 
@@ -143,7 +186,9 @@ def test_free_text_is_kept_forwarded_and_answered_with_the_lieu_phone(sent_rdv, 
     twilio_post(client, INBOUND, _form("Je serai en retard de 10 minutes"))
     run_jobs(app)
     row = db.session.scalar(select(InboundSms))
-    assert row.action == "forwarded" and row.rdv_id == sent_rdv.id and row.usager_id == world.usager.id
+    assert (
+        row.action == "forwarded" and row.rdv_id == sent_rdv.id and row.usager_id == world.usager.id
+    )
     alert = db.session.scalar(select(Message).where(Message.kind == "agent_alert"))
     assert alert.recipient == world.agent.email and "Je serai en retard de 10 minutes" in alert.body
     [reply] = _reply_to(PHONE)
@@ -181,7 +226,9 @@ def test_a_usager_without_rdv_is_told_so(signed_config, app, client, world, froz
     assert db.session.scalar(select(InboundSms)).action == "no_rdv"
 
 
-def test_a_stored_sms_never_acted_on_is_acted_on_when_redelivered(sent_rdv, app, client, monkeypatch):
+def test_a_stored_sms_never_acted_on_is_acted_on_when_redelivered(
+    sent_rdv, app, client, monkeypatch
+):
     """The job was lost (worker or database gone after the SMS was stored): the provider's
     retry must not be taken for a duplicate of an SMS already handled."""
     from scheduler import queue
@@ -208,11 +255,21 @@ def test_forged_twilio_inbound_is_refused_and_stores_nothing(sent_rdv, app, clie
 
 
 def _vonage_part(text, message_id, part, total=2, ref="7"):
-    params = {"msisdn": PHONE.lstrip("+"), "to": "33700000000", "messageId": message_id, "text": text,
-              "type": "text", "keyword": text.split()[0].upper() if text.split() else "",
-              "message-timestamp": "2026-06-01 08:00:00", "concat": "true", "concat-ref": ref,
-              "concat-total": str(total), "concat-part": str(part),
-              "timestamp": str(int(time.time())), "nonce": f"n-{message_id}"}
+    params = {
+        "msisdn": PHONE.lstrip("+"),
+        "to": "33700000000",
+        "messageId": message_id,
+        "text": text,
+        "type": "text",
+        "keyword": text.split()[0].upper() if text.split() else "",
+        "message-timestamp": "2026-06-01 08:00:00",
+        "concat": "true",
+        "concat-ref": ref,
+        "concat-total": str(total),
+        "concat-part": str(part),
+        "timestamp": str(int(time.time())),
+        "nonce": f"n-{message_id}",
+    }
     params["sig"] = vonage.compute_signature(params, VONAGE_SECRET, "sha256")
     return params
 
@@ -222,7 +279,9 @@ def test_vonage_long_sms_is_joined_before_acting(backend, sent_rdv, app, client)
     run_jobs(app)
     assert db.session.get(Rdv, sent_rdv.id).status == "unknown"  # half a message: wait
     assert client.post(VONAGE_INBOUND, data=_vonage_part("AN", "M1", part=1)).status_code == 204
-    assert client.post(VONAGE_INBOUND, data=_vonage_part("AN", "M1", part=1)).status_code == 204  # redelivered
+    assert (
+        client.post(VONAGE_INBOUND, data=_vonage_part("AN", "M1", part=1)).status_code == 204
+    )  # redelivered
     run_jobs(app)
     assert db.session.get(Rdv, sent_rdv.id).status == "excused"
     rows = {r.provider_message_id: r for r in db.session.scalars(select(InboundSms))}
@@ -236,7 +295,12 @@ def test_vonage_inbound_signature_is_checked(sent_rdv, app, client):
     params = _vonage_part("ANNULER", "M9", part=1, total=1)
     forged = dict(params, text="OUI")
     assert client.post(VONAGE_INBOUND, data=forged).status_code == 403
-    assert client.get(VONAGE_INBOUND, query_string={k: v for k, v in params.items() if k != "sig"}).status_code == 403
+    assert (
+        client.get(
+            VONAGE_INBOUND, query_string={k: v for k, v in params.items() if k != "sig"}
+        ).status_code
+        == 403
+    )
     assert _count(InboundSms) == 0
     assert client.get(VONAGE_INBOUND, query_string=params).status_code == 204
     run_jobs(app)
@@ -271,7 +335,9 @@ def test_nul_and_overlong_values_are_stored_cleaned_and_acted_on(sent_rdv, app, 
         run_jobs(app)
     row = db.session.scalar(select(InboundSms))
     assert _count(InboundSms) == 1 and len(row.provider_message_id) == 200
-    assert row.body == "ANNU\ufffdLER" and row.action == "forwarded"  # not the keyword, but kept and forwarded
+    assert (
+        row.body == "ANNU\ufffdLER" and row.action == "forwarded"
+    )  # not the keyword, but kept and forwarded
 
 
 def _lose_queued_jobs(app) -> int:
@@ -288,8 +354,9 @@ def _lose_queued_jobs(app) -> int:
     return lost
 
 
-def test_an_inbound_sms_whose_job_was_lost_is_acted_on_once_by_the_reconciler(backend, sent_rdv, app,
-                                                                               client):
+def test_an_inbound_sms_whose_job_was_lost_is_acted_on_once_by_the_reconciler(
+    backend, sent_rdv, app, client
+):
     from scheduler.dispatch import reconcile_stale
 
     assert twilio_post(client, INBOUND, _form("ANNULER")).status_code == 200
@@ -315,8 +382,17 @@ def test_the_reconciler_leaves_waiting_parts_and_old_sms_alone(signed_config, ap
     from scheduler.dispatch import reconcile_stale
 
     def stored(sid, received_at, **parts):
-        db.session.add(InboundSms(provider="vonage", provider_message_id=sid, from_number=PHONE,
-                                  body="x", raw={}, received_at=received_at, **parts))
+        db.session.add(
+            InboundSms(
+                provider="vonage",
+                provider_message_id=sid,
+                from_number=PHONE,
+                body="x",
+                raw={},
+                received_at=received_at,
+                **parts,
+            )
+        )
 
     stored("part-1-of-2", NOW, concat_ref="ab", concat_part=1, concat_total=2)  # part 2 never came
     stored("two-days-old", NOW - timedelta(days=2))
@@ -326,6 +402,8 @@ def test_the_reconciler_leaves_waiting_parts_and_old_sms_alone(signed_config, ap
     # Only the complete long SMS goes, as one job for its two parts.
     assert reconcile_stale(NOW + timedelta(minutes=6))["inbound_requeued"] == 1
     assert run_jobs(app) == 1
-    actions = dict(db.session.execute(select(InboundSms.provider_message_id, InboundSms.action)).all())
+    actions = dict(
+        db.session.execute(select(InboundSms.provider_message_id, InboundSms.action)).all()
+    )
     assert actions["part-1-of-2"] is None and actions["two-days-old"] is None
     assert actions["complete-1"] not in (None, "part") and actions["complete-2"] == "part"

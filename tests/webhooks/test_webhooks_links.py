@@ -16,7 +16,9 @@ from .conftest import NOW, book_at
 
 
 def _code(rdv) -> str:
-    return db.session.scalar(select(Participation.cancel_code).where(Participation.rdv_id == rdv.id))
+    return db.session.scalar(
+        select(Participation.cancel_code).where(Participation.rdv_id == rdv.id)
+    )
 
 
 def _messages() -> int:
@@ -34,8 +36,16 @@ def test_get_shows_the_rdv_and_never_cancels(client, rdv):
         response = client.get(f"/c/{_code(rdv)}")
         assert response.status_code == 200
     html = response.get_data(as_text=True)
-    for text in ("Consultation PMI", "MDS Calais", "12 rue X, Calais", "vendredi 5 juin 2026", "10h",
-                 "Annuler ce rendez-vous", 'lang="fr"', 'name="viewport"'):
+    for text in (
+        "Consultation PMI",
+        "MDS Calais",
+        "12 rue X, Calais",
+        "vendredi 5 juin 2026",
+        "10h",
+        "Annuler ce rendez-vous",
+        'lang="fr"',
+        'name="viewport"',
+    ):
         assert text in html
     assert response.headers["Cache-Control"] == "no-store"
     db.session.expire_all()
@@ -44,7 +54,9 @@ def test_get_shows_the_rdv_and_never_cancels(client, rdv):
 
 def test_post_cancels_once(client, rdv):
     response = client.post(f"/c/{_code(rdv)}")
-    assert response.status_code == 200 and "Votre rendez-vous est annulé" in response.get_data(as_text=True)
+    assert response.status_code == 200 and "Votre rendez-vous est annulé" in response.get_data(
+        as_text=True
+    )
     db.session.expire_all()
     cancelled = db.session.get(Rdv, rdv.id)
     assert cancelled.status == "excused" and cancelled.cancelled_via == "link"
@@ -96,20 +108,32 @@ def test_unknown_code_is_a_404_page(client, rdv, code):
 
 def test_the_freed_slot_is_bookable_at_once(client, rdv, world):
     headers = {"Authorization": f"Bearer {world.token}"}
-    query = (f"/api/v1/slots?motif_id={world.motif.id}&lieu_id={world.lieu.id}"
-             "&from=2026-06-05T00:00:00&to=2026-06-06T00:00:00")
+    query = (
+        f"/api/v1/slots?motif_id={world.motif.id}&lieu_id={world.lieu.id}"
+        "&from=2026-06-05T00:00:00&to=2026-06-06T00:00:00"
+    )
 
     def taken():
         items = client.get(query, headers=headers).json["items"]
-        return not any(i["starts_at"] == "2026-06-05T10:00:00+02:00" and i["agent_id"] == world.agent.id
-                       for i in items)
+        return not any(
+            i["starts_at"] == "2026-06-05T10:00:00+02:00" and i["agent_id"] == world.agent.id
+            for i in items
+        )
 
     assert taken()
     client.post(f"/c/{_code(rdv)}")
     assert not taken()
-    rebook = client.post("/api/v1/rdvs", headers=headers, json={
-        "motif_id": world.motif.id, "lieu_id": world.lieu.id, "agent_id": world.agent.id,
-        "usager_id": world.email_usager.id, "starts_at": "2026-06-05T10:00:00+02:00"})
+    rebook = client.post(
+        "/api/v1/rdvs",
+        headers=headers,
+        json={
+            "motif_id": world.motif.id,
+            "lieu_id": world.lieu.id,
+            "agent_id": world.agent.id,
+            "usager_id": world.email_usager.id,
+            "starts_at": "2026-06-05T10:00:00+02:00",
+        },
+    )
     assert rebook.status_code == 201
 
 

@@ -38,9 +38,16 @@ VONAGE_STATUS = "/webhooks/vonage/status"
 
 
 def _twilio_form(message, status, **extra):
-    form = {"MessageSid": message.provider_message_id, "SmsSid": message.provider_message_id,
-            "MessageStatus": status, "SmsStatus": status, "AccountSid": "AC" + "0" * 32,
-            "From": "+33700000000", "To": message.recipient, "ApiVersion": "2010-04-01"}
+    form = {
+        "MessageSid": message.provider_message_id,
+        "SmsSid": message.provider_message_id,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+33700000000",
+        "To": message.recipient,
+        "ApiVersion": "2010-04-01",
+    }
     form.update(extra)
     return form
 
@@ -52,16 +59,23 @@ def sent_sms(signed_config, app, world, frozen):
 
 
 def _changes(message, status) -> int:
-    return db.session.scalar(select(func.count()).select_from(MessageStatusChange).where(
-        MessageStatusChange.message_id == message.id, MessageStatusChange.status == status))
+    return db.session.scalar(
+        select(func.count())
+        .select_from(MessageStatusChange)
+        .where(MessageStatusChange.message_id == message.id, MessageStatusChange.status == status)
+    )
 
 
 def _events() -> list[DeliveryEvent]:
     return db.session.scalars(select(DeliveryEvent).order_by(DeliveryEvent.id)).all()
 
 
-def test_signed_twilio_receipt_is_recorded_and_applied_before_the_answer(backend, sent_sms, app, client):
-    response = twilio_post(client, STATUS, _twilio_form(sent_sms, "delivered"), query=f"ref={sent_sms.id}")
+def test_signed_twilio_receipt_is_recorded_and_applied_before_the_answer(
+    backend, sent_sms, app, client
+):
+    response = twilio_post(
+        client, STATUS, _twilio_form(sent_sms, "delivered"), query=f"ref={sent_sms.id}"
+    )
     assert response.status_code == 204
     [event] = _events()
     assert event.raw["MessageStatus"] == "delivered" and event.raw["ref"] == str(sent_sms.id)
@@ -80,7 +94,9 @@ def test_forged_or_absent_twilio_signature_is_refused(sent_sms, app, client, sig
         # Signed for another URL (e.g. without our ref): the query is part of what is signed.
         from twilio.request_validator import RequestValidator
 
-        signature = RequestValidator(TWILIO_TOKEN).compute_signature(f"https://lapin.test{STATUS}", form)
+        signature = RequestValidator(TWILIO_TOKEN).compute_signature(
+            f"https://lapin.test{STATUS}", form
+        )
     response = twilio_post(client, STATUS, form, signature=signature, query=f"ref={sent_sms.id}")
     assert response.status_code == 403
     assert _events() == []
@@ -89,7 +105,9 @@ def test_forged_or_absent_twilio_signature_is_refused(sent_sms, app, client, sig
     assert sent_sms.status == S.SENT
 
 
-def test_twilio_signed_with_another_token_or_without_configured_token(app_config, app, client, sent_sms):
+def test_twilio_signed_with_another_token_or_without_configured_token(
+    app_config, app, client, sent_sms
+):
     response = twilio_post(client, STATUS, _twilio_form(sent_sms, "delivered"), token="not-ours")
     assert response.status_code == 403
     app.config["PROVIDER_SETTINGS"] = {}
@@ -100,8 +118,12 @@ def test_twilio_signed_with_another_token_or_without_configured_token(app_config
 
 def test_replayed_and_reordered_receipts_change_once_and_never_backwards(sent_sms, app, client):
     for status in ("delivered", "sent", "delivered"):
-        assert twilio_post(client, STATUS, _twilio_form(sent_sms, status),
-                           query=f"ref={sent_sms.id}").status_code == 204
+        assert (
+            twilio_post(
+                client, STATUS, _twilio_form(sent_sms, status), query=f"ref={sent_sms.id}"
+            ).status_code
+            == 204
+        )
         run_jobs(app)
     db.session.refresh(sent_sms)
     assert sent_sms.status == S.DELIVERED
@@ -111,7 +133,9 @@ def test_replayed_and_reordered_receipts_change_once_and_never_backwards(sent_sm
     assert [e.applied for e in events] == [True, False, False]
 
 
-def test_receipt_before_the_send_was_recorded_matches_by_reference(signed_config, app, client, world, frozen):
+def test_receipt_before_the_send_was_recorded_matches_by_reference(
+    signed_config, app, client, world, frozen
+):
     rdv = book_at(world, NOW.replace(day=5))
     sms = sms_of(rdv)
     transition(sms, S.SENDING, at=NOW)  # the worker died before recording Twilio's answer
@@ -120,7 +144,11 @@ def test_receipt_before_the_send_was_recorded_matches_by_reference(signed_config
     assert twilio_post(client, STATUS, form, query=f"ref={sms.id}").status_code == 204
     run_jobs(app)
     db.session.refresh(sms)
-    assert sms.status == S.SENT and sms.provider == "twilio" and sms.provider_message_id == "SM" + "b" * 32
+    assert (
+        sms.status == S.SENT
+        and sms.provider == "twilio"
+        and sms.provider_message_id == "SM" + "b" * 32
+    )
     # Later receipts without the reference still find it by Twilio's id.
     form["MessageStatus"] = "delivered"
     assert twilio_post(client, STATUS, form).status_code == 204
@@ -138,15 +166,26 @@ def test_unknown_message_id_is_recorded_and_answered_200(signed_config, app, cli
     assert event.raw == form
 
 
-def test_undelivered_plans_the_email_fallback_and_21610_opts_out(signed_config, app, client, world, frozen):
+def test_undelivered_plans_the_email_fallback_and_21610_opts_out(
+    signed_config, app, client, world, frozen
+):
     # SMS only (no email notifications), but an address: the fallback's case.
-    usager = Usager(organisation_id=world.org.id, first_name="Ana", last_name="Silva", phone="+33622222222",
-                    email="ana@example.org", notify_email=False)
-    twin = Usager(organisation_id=world.org.id, first_name="Léo", last_name="Silva",
-                  phone="+33622222222")  # the same family phone
+    usager = Usager(
+        organisation_id=world.org.id,
+        first_name="Ana",
+        last_name="Silva",
+        phone="+33622222222",
+        email="ana@example.org",
+        notify_email=False,
+    )
+    twin = Usager(
+        organisation_id=world.org.id, first_name="Léo", last_name="Silva", phone="+33622222222"
+    )  # the same family phone
     db.session.add_all([usager, twin])
     db.session.commit()
-    sent_sms = mark_sent(sms_of(book_at(world, NOW.replace(day=5), usager=usager)), provider_message_id="SMx")
+    sent_sms = mark_sent(
+        sms_of(book_at(world, NOW.replace(day=5), usager=usager)), provider_message_id="SMx"
+    )
     form = _twilio_form(sent_sms, "undelivered", ErrorCode="21610")
     assert twilio_post(client, STATUS, form, query=f"ref={sent_sms.id}").status_code == 204
     run_jobs(app)
@@ -154,17 +193,30 @@ def test_undelivered_plans_the_email_fallback_and_21610_opts_out(signed_config, 
     assert sent_sms.status == S.UNDELIVERED and sent_sms.error_code == "21610"
     assert "unsubscribed" in sent_sms.last_error
     fallback = db.session.scalar(select(Message).where(Message.fallback_of_id == sent_sms.id))
-    assert fallback is not None and fallback.channel == "email" and fallback.recipient == "ana@example.org"
+    assert (
+        fallback is not None
+        and fallback.channel == "email"
+        and fallback.recipient == "ana@example.org"
+    )
     assert db.session.get(Usager, usager.id).sms_opted_out is True
     assert db.session.get(Usager, twin.id).sms_opted_out is True
     assert db.session.get(Usager, world.usager.id).sms_opted_out is False
 
 
 def _vonage_receipt(message, status="delivered", **extra):
-    params = {"msisdn": message.recipient.lstrip("+"), "to": "Lapin", "network-code": "20801",
-              "messageId": message.provider_message_id, "price": "0.03330000", "status": status,
-              "err-code": "0", "client-ref": str(message.id), "scts": "2606011000",
-              "message-timestamp": "2026-06-01 08:00:00", "api-key": "abcd1234"}
+    params = {
+        "msisdn": message.recipient.lstrip("+"),
+        "to": "Lapin",
+        "network-code": "20801",
+        "messageId": message.provider_message_id,
+        "price": "0.03330000",
+        "status": status,
+        "err-code": "0",
+        "client-ref": str(message.id),
+        "scts": "2606011000",
+        "message-timestamp": "2026-06-01 08:00:00",
+        "api-key": "abcd1234",
+    }
     params.update(extra)
     return params
 
@@ -191,8 +243,9 @@ def test_every_vonage_signature_method(vonage_sms, app, client, method):
     if method == "md5hash":  # the legacy method the SDK cannot compute
         params["sig"] = vonage.compute_signature(params, VONAGE_SECRET, method)
     else:
-        params["sig"] = Auth(api_key="k", signature_secret=VONAGE_SECRET,
-                             signature_method=method).sign_params(dict(params))
+        params["sig"] = Auth(
+            api_key="k", signature_secret=VONAGE_SECRET, signature_method=method
+        ).sign_params(dict(params))
     assert client.post(VONAGE_STATUS, data=params).status_code == 204
     wrong = dict(params, sig=vonage.compute_signature(params, "other-secret", method))
     assert client.post(VONAGE_STATUS, data=wrong).status_code == 403
@@ -214,21 +267,41 @@ def test_vonage_forged_absent_and_stale_signatures_are_refused(vonage_sms, app, 
 
 
 # PROVIDERS.md's vector: secret s3cr3t, signed at timestamp 1582650446.
-VECTOR = {"api-key": "abcd1234", "client-ref": "rem-42", "err-code": "0",
-          "message-timestamp": "2020-01-01 12:00:00", "messageId": "0A0000001234567B",
-          "msisdn": "447700900000", "network-code": "12345", "nonce": "ec11dd3e-1e7f-4db5-9467-82b02cd223b9",
-          "price": "0.03330000", "scts": "2001011400", "status": "delivered", "timestamp": "1582650446",
-          "to": "AcmeInc"}
+VECTOR = {
+    "api-key": "abcd1234",
+    "client-ref": "rem-42",
+    "err-code": "0",
+    "message-timestamp": "2020-01-01 12:00:00",
+    "messageId": "0A0000001234567B",
+    "msisdn": "447700900000",
+    "network-code": "12345",
+    "nonce": "ec11dd3e-1e7f-4db5-9467-82b02cd223b9",
+    "price": "0.03330000",
+    "scts": "2001011400",
+    "status": "delivered",
+    "timestamp": "1582650446",
+    "to": "AcmeInc",
+}
 
 
-@pytest.mark.parametrize("method,sig", [
-    ("sha256", "a11c919a447d5dbc6195cf0c7a32f19459f5e64d71047b3c671cff57102f5b72"),
-    ("md5hash", "9805159efc6c4db274c141de9577be7f"),
-])
-def test_providers_md_vector_accepted_when_fresh_refused_when_stale(app, client, world, method, sig):
-    app.config["PROVIDER_SETTINGS"] = {"VONAGE_SIGNATURE_SECRET": "s3cr3t", "VONAGE_SIGNATURE_METHOD": method}
+@pytest.mark.parametrize(
+    "method,sig",
+    [
+        ("sha256", "a11c919a447d5dbc6195cf0c7a32f19459f5e64d71047b3c671cff57102f5b72"),
+        ("md5hash", "9805159efc6c4db274c141de9577be7f"),
+    ],
+)
+def test_providers_md_vector_accepted_when_fresh_refused_when_stale(
+    app, client, world, method, sig
+):
+    app.config["PROVIDER_SETTINGS"] = {
+        "VONAGE_SIGNATURE_SECRET": "s3cr3t",
+        "VONAGE_SIGNATURE_METHOD": method,
+    }
     params = dict(VECTOR, sig=sig.upper())  # compared case-insensitively
-    assert client.get(VONAGE_STATUS + "?" + urlencode(params)).status_code == 403  # years old: a replay
+    assert (
+        client.get(VONAGE_STATUS + "?" + urlencode(params)).status_code == 403
+    )  # years old: a replay
     with time_machine.travel(1582650446 + 10, tick=False):
         assert client.get(VONAGE_STATUS + "?" + urlencode(params)).status_code == 204
     [event] = _events()
@@ -264,8 +337,12 @@ def test_a_failed_part_ends_a_long_sms(vonage_sms, app, client):
     vonage_sms.segments = 2
     db.session.commit()
     client.post(VONAGE_STATUS, data=vonage_signed(_vonage_receipt(vonage_sms, messageId="P1")))
-    client.post(VONAGE_STATUS, data=vonage_signed(_vonage_receipt(vonage_sms, messageId="P2", status="failed",
-                                                                **{"err-code": "3"})))
+    client.post(
+        VONAGE_STATUS,
+        data=vonage_signed(
+            _vonage_receipt(vonage_sms, messageId="P2", status="failed", **{"err-code": "3"})
+        ),
+    )
     run_jobs(app)
     db.session.refresh(vonage_sms)
     assert vonage_sms.status == S.UNDELIVERED and vonage_sms.error_code == "3"
@@ -274,9 +351,16 @@ def test_a_failed_part_ends_a_long_sms(vonage_sms, app, client):
 def test_simulator_receipt_job_records_the_event_once(backend, app, world, frozen):
     rdv = book_at(world, NOW.replace(day=5))
     sms = mark_sent(sms_of(rdv), provider="simulator", provider_message_id="SIMabc")
-    receipt = Receipt(provider="simulator", provider_message_id="SIMabc", reference=str(sms.id),
-                      raw_status="delivered", status=S.DELIVERED, error_code=None, error_message=None,
-                      raw={"to": sms.recipient})
+    receipt = Receipt(
+        provider="simulator",
+        provider_message_id="SIMabc",
+        reference=str(sms.id),
+        raw_status="delivered",
+        status=S.DELIVERED,
+        error_code=None,
+        error_message=None,
+        raw={"to": sms.recipient},
+    )
     enqueue("webhooks.receipts.apply_receipt_job", asdict(receipt))
     run_jobs(app)
     db.session.refresh(sms)
@@ -286,24 +370,36 @@ def test_simulator_receipt_job_records_the_event_once(backend, app, world, froze
 
 
 def test_database_unreachable_answers_503(app_config, tmp_path, world):
-    app_config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(tmp_path / "missing" / "dir" / "x.sqlite3")
-    app_config["PROVIDER_SETTINGS"] = {"VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
-                                       "VONAGE_SIGNATURE_METHOD": "sha256"}
+    app_config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(
+        tmp_path / "missing" / "dir" / "x.sqlite3"
+    )
+    app_config["PROVIDER_SETTINGS"] = {
+        "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
+        "VONAGE_SIGNATURE_METHOD": "sha256",
+    }
     broken = create_app(app_config)
     params = vonage_signed({"messageId": "0A", "status": "delivered", "msisdn": "33612345678"})
     with broken.app_context():
         client = broken.test_client()
         response = client.post(VONAGE_STATUS, data=params)
-        api = client.post("/api/v1/usagers", json={"first_name": "A"}, headers={"Authorization": "Bearer x"})
+        api = client.post(
+            "/api/v1/usagers", json={"first_name": "A"}, headers={"Authorization": "Bearer x"}
+        )
         page = client.post("/c/Ab3dE9xQ2kLm")
     for answer in (response, api):
         assert answer.status_code == 503 and answer.headers["Retry-After"]
-        assert answer.json["error"] == {"code": "unavailable", "fields": {}, "message": answer.json["error"]["message"]}
+        assert answer.json["error"] == {
+            "code": "unavailable",
+            "fields": {},
+            "message": answer.json["error"]["message"],
+        }
     assert page.status_code == 503 and page.headers["Retry-After"] and page.mimetype == "text/html"
     assert "momentanément indisponible" in page.get_data(as_text=True)
 
 
-def test_a_receipt_faster_than_the_send_write_back_keeps_the_sent_time(signed_config, app, client, world, frozen):
+def test_a_receipt_faster_than_the_send_write_back_keeps_the_sent_time(
+    signed_config, app, client, world, frozen
+):
     """Vonage's `failed` receipt lands while the worker still holds the SMS as `sending`; the
     write-back ("Vonage accepted it") comes after: the SMS was sent all the same."""
     from collections import Counter
@@ -318,16 +414,26 @@ def test_a_receipt_faster_than_the_send_write_back_keeps_the_sent_time(signed_co
     params = {"messageId": "0A01", "status": "failed", "err-code": "2", "client-ref": str(sms.id)}
     assert client.post(VONAGE_STATUS, data=vonage_signed(params)).status_code == 204
     run_jobs(app)
-    _write_back([_Outcome(sms.id, "sent", 1, provider="vonage", send_result=SendResult("vonage", "0A01", 1))],
-                Counter())
+    _write_back(
+        [
+            _Outcome(
+                sms.id, "sent", 1, provider="vonage", send_result=SendResult("vonage", "0A01", 1)
+            )
+        ],
+        Counter(),
+    )
     db.session.commit()
     db.session.refresh(sms)
-    assert sms.status == S.UNDELIVERED and sms.error_code == "2" and sms.provider_message_id == "0A01"
+    assert (
+        sms.status == S.UNDELIVERED and sms.error_code == "2" and sms.provider_message_id == "0A01"
+    )
     assert sms.sent_at == NOW
 
 
 @pytest.mark.parametrize("ref", ["²", "١٢", "1" * 5000, str(2**31), "-1", "0"])
-def test_a_reference_that_cannot_be_our_id_is_recorded_unmatched(signed_config, app, client, world, ref):
+def test_a_reference_that_cannot_be_our_id_is_recorded_unmatched(
+    signed_config, app, client, world, ref
+):
     form = {"MessageSid": "SM" + "c" * 32, "MessageStatus": "delivered"}
     assert twilio_post(client, STATUS, form, query=urlencode({"ref": ref})).status_code == 204
     [event] = _events()
@@ -335,8 +441,12 @@ def test_a_reference_that_cannot_be_our_id_is_recorded_unmatched(signed_config, 
 
 
 def test_odd_receipt_values_are_stored_bounded_and_cleaned(signed_config, app, client, world):
-    form = {"MessageSid": "SM" + "x" * 5000, "MessageStatus": "failed\x00", "ErrorCode": "9" * 100,
-            "To": "+336\x00"}
+    form = {
+        "MessageSid": "SM" + "x" * 5000,
+        "MessageStatus": "failed\x00",
+        "ErrorCode": "9" * 100,
+        "To": "+336\x00",
+    }
     assert twilio_post(client, STATUS, form).status_code == 204
     run_jobs(app)
     [event] = _events()
@@ -348,5 +458,10 @@ def test_odd_receipt_values_are_stored_bounded_and_cleaned(signed_config, app, c
     assert client.post(VONAGE_STATUS, data=body, content_type="application/json").status_code == 204
     run_jobs(app)
     event = _events()[-1]
-    assert event.raw == {"messageId": "0C", "status": "delivered", "client-ref": "\ufffd", "price": "nan",
-                         "x": ["inf"]}
+    assert event.raw == {
+        "messageId": "0C",
+        "status": "delivered",
+        "client-ref": "\ufffd",
+        "price": "nan",
+        "x": ["inf"],
+    }
