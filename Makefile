@@ -27,8 +27,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+LINT_PATHS := gateway providers scheduler webhooks tests bench migrations
+
 lint: $(STAMP)
-	$(BIN)/ruff check gateway providers scheduler webhooks tests
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -82,7 +82,8 @@ def run(ctx: Context) -> Section:
         NAME,
         "Baseline: RQ no-op jobs per second",
         method=(
-            f"{n} no-op jobs ({n // 2} for the forking worker; `bench.jobs.noop`) queued on `{QUEUE}` in one pipeline, then one "
+            f"{n} no-op jobs ({n // 2} for the forking worker; `bench.jobs.noop`) queued on "
+            f"`{QUEUE}` in one pipeline, then one "
             "`rq worker --burst` process per worker class on the same Redis. Rate = jobs / "
             "(last job's end − first job's start) from RQ's own timestamps."
         ),

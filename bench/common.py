@@ -259,7 +259,7 @@ def gunicorn(
     ready_path: str = "/",
     port: int | None = None,
 ) -> Iterator[int]:
-    """Serve ``app_spec`` with the Procfile's gunicorn settings (on a free port); yields the port."""
+    """Serve ``app_spec`` with the Procfile's gunicorn settings on a free port; yields the port."""
     port = port or free_port()
     # The access log names the worker that served each request (<pid>), so that the
     # load starts only once every worker has loaded the app.

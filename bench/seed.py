@@ -46,7 +46,8 @@ def org(conn: Connection, agents: int = 100) -> Org:
     org_id = conn.scalar(
         text(
             "INSERT INTO organisations (name, timezone, phone, sms_sender, quiet_hours, "
-            "min_cancel_notice_minutes, created_at) VALUES ('Bench', 'Europe/Paris', '+33321000000', "
+            "min_cancel_notice_minutes, created_at) "
+            "VALUES ('Bench', 'Europe/Paris', '+33321000000', "
             ":sender, 'none', 0, now()) RETURNING id"
         ),
         {"sender": TWILIO_FROM},
@@ -89,7 +90,9 @@ def reminders(
     rdv_start: datetime,
     provider: str | None = None,
 ) -> tuple[int, int]:
-    """``n`` usagers, each with one rdv and one SMS reminder in ``status``; returns message ids [a, b].
+    """``n`` usagers, each with one rdv and one SMS reminder in ``status``.
+
+    Returns the messages' ids as the range [a, b] (first and last).
 
     Rdvs are spread over the organisation's agents, back to back (30 minutes
     each) from ``rdv_start``, so none overlap. With ``provider`` the messages
@@ -117,17 +120,18 @@ def reminders(
     }
     conn.execute(
         text(
-            "INSERT INTO usagers (id, organisation_id, first_name, last_name, phone, email, notify_sms, "
-            "notify_email, sms_opted_out, created_at) "
-            "SELECT :u0 + g, :o, 'Léa', 'Usager' || (:u0 + g), '+336' || lpad((:u0 + g)::text, 8, '0'), "
+            "INSERT INTO usagers (id, organisation_id, first_name, last_name, phone, email, "
+            "notify_sms, notify_email, sms_opted_out, created_at) "
+            "SELECT :u0 + g, :o, 'Léa', 'Usager' || (:u0 + g), "
+            "'+336' || lpad((:u0 + g)::text, 8, '0'), "
             "NULL, true, true, false, now() FROM generate_series(0, :n - 1) g"
         ),
         params,
     )
     conn.execute(
         text(
-            "INSERT INTO rdvs (id, organisation_id, motif_id, lieu_id, agent_id, starts_at, ends_at, "
-            "duration_minutes, status, updated_at, created_at) "
+            "INSERT INTO rdvs (id, organisation_id, motif_id, lieu_id, agent_id, starts_at, "
+            "ends_at, duration_minutes, status, updated_at, created_at) "
             "SELECT :r0 + g, :o, :motif, :lieu, :a0 + (g % :agents), "
             ":start + ((g / :agents) * interval '30 minutes'), "
             ":start + ((g / :agents) * interval '30 minutes') + interval '30 minutes', "
@@ -146,8 +150,8 @@ def reminders(
     conn.execute(
         text(
             "INSERT INTO messages (id, organisation_id, rdv_id, usager_id, channel, kind, status, "
-            "send_at, recipient, body, segments, encoding, provider, provider_message_id, attempts, "
-            "queued_at, sent_at, status_changed_at, created_at) "
+            "send_at, recipient, body, segments, encoding, provider, provider_message_id, "
+            "attempts, queued_at, sent_at, status_changed_at, created_at) "
             "SELECT :m0 + g, :o, :r0 + g, :u0 + g, 'sms', 'reminder', :status, :send_at, "
             "'+336' || lpad((:u0 + g)::text, 8, '0'), "
             ":body || 'b' || lpad((:p0 + g)::text, 11, '0') || ' ou repondez ANNULER', 1, 'GSM-7', "
@@ -183,9 +187,9 @@ def filler_messages(conn: Connection, o: Org, n: int, now: datetime) -> None:
     m0 = _next_id(conn, "messages")
     conn.execute(
         text(
-            "INSERT INTO messages (id, organisation_id, channel, kind, status, send_at, recipient, body, "
-            "segments, encoding, provider, provider_message_id, attempts, sent_at, status_changed_at, "
-            "created_at) "
+            "INSERT INTO messages (id, organisation_id, channel, kind, status, send_at, recipient, "
+            "body, segments, encoding, provider, provider_message_id, attempts, sent_at, "
+            "status_changed_at, created_at) "
             "SELECT :m0 + g, :o, 'sms', 'reminder', s.status, "
             "CASE WHEN s.status = 'scheduled' THEN :now + (g % 43200) * interval '1 minute' "
             "     ELSE :now - (1 + g % 525600) * interval '1 minute' END, "
@@ -193,7 +197,8 @@ def filler_messages(conn: Connection, o: Org, n: int, now: datetime) -> None:
             "CASE WHEN s.status IN ('sent', 'delivered') THEN 'twilio' END, "
             "CASE WHEN s.status IN ('sent', 'delivered') THEN 'SM' || md5('f' || (:m0 + g)) END, "
             "CASE WHEN s.status IN ('sent', 'delivered', 'failed') THEN 1 ELSE 0 END, "
-            "CASE WHEN s.status IN ('sent', 'delivered') THEN :now - (1 + g % 525600) * interval '1 minute' END, "
+            "CASE WHEN s.status IN ('sent', 'delivered') "
+            "THEN :now - (1 + g % 525600) * interval '1 minute' END, "
             ":now, :now "
             "FROM generate_series(0, :n - 1) g, LATERAL (SELECT CASE "
             "  WHEN g % 10 < 6 THEN 'delivered' WHEN g % 10 = 6 THEN 'sent' "

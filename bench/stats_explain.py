@@ -30,37 +30,53 @@ AGENTS = 40
 FILL = [
     (
         "INSERT INTO organisations (name, timezone, min_cancel_notice_minutes, created_at) "
-        "VALUES ('Grand département', 'Europe/Paris', 0, now()), ('Petit département', 'Europe/Paris', 0, now())"
+        "VALUES ('Grand département', 'Europe/Paris', 0, now()), "
+        "('Petit département', 'Europe/Paris', 0, now())"
     ),
-    "INSERT INTO lieux (organisation_id, name, address, created_at) VALUES (1, 'MDS', '1 rue X', now())",
     (
-        "INSERT INTO motifs (organisation_id, name, service, duration_minutes, location_type, created_at) "
+        "INSERT INTO lieux (organisation_id, name, address, created_at) "
+        "VALUES (1, 'MDS', '1 rue X', now())"
+    ),
+    (
+        "INSERT INTO motifs (organisation_id, name, service, duration_minutes, location_type, "
+        "created_at) "
         "VALUES (1, 'Consultation', 'PMI', 30, 'on_site', now())"
     ),
     (
-        f"INSERT INTO agents (organisation_id, email, password_hash, first_name, last_name, active, booking_version, created_at) "
-        f"SELECT 1 + (g % 10 = 0)::int, 'a' || g || '@bench.test', '', 'A', 'B', true, 0, now() FROM generate_series(1, {AGENTS}) g"
+        f"INSERT INTO agents (organisation_id, email, password_hash, first_name, last_name, "
+        f"active, booking_version, created_at) "
+        f"SELECT 1 + (g % 10 = 0)::int, 'a' || g || '@bench.test', '', 'A', 'B', true, 0, now() "
+        f"FROM generate_series(1, {AGENTS}) g"
     ),
     # One rdv per agent every 70 minutes over the past year: no overlap, as the constraint wants.
     (
-        f"INSERT INTO rdvs (organisation_id, motif_id, lieu_id, agent_id, starts_at, ends_at, duration_minutes, status, "
+        f"INSERT INTO rdvs (organisation_id, motif_id, lieu_id, agent_id, starts_at, ends_at, "
+        f"duration_minutes, status, "
         f"cancelled_via, cancelled_at, created_at, updated_at) "
         f"SELECT a.organisation_id, 1, 1, a.id, s, s + interval '30 minutes', 30, "
-        f"(ARRAY['seen','seen','seen','seen','seen','seen','noshow','excused','revoked','unknown'])[1 + g % 10], "
-        f"CASE g % 10 WHEN 7 THEN (ARRAY['link','sms'])[1 + g % 2] WHEN 8 THEN (ARRAY['agent','api'])[1 + g % 2] END, "
+        f"(ARRAY['seen','seen','seen','seen','seen','seen',"
+        f"'noshow','excused','revoked','unknown'])[1 + g % 10], "
+        f"CASE g % 10 WHEN 7 THEN (ARRAY['link','sms'])[1 + g % 2] "
+        f"WHEN 8 THEN (ARRAY['agent','api'])[1 + g % 2] END, "
         f"CASE WHEN g % 10 IN (7, 8) THEN s - interval '1 day' END, s - interval '10 days', s "
         f"FROM generate_series(0, {RDVS - 1}) g "
         f"JOIN agents a ON a.id = 1 + g % {AGENTS} "
-        f"CROSS JOIN LATERAL (SELECT now() - interval '360 days' + (g / {AGENTS}) * interval '70 minutes' AS s) t"
+        f"CROSS JOIN LATERAL (SELECT now() - interval '360 days' "
+        f"+ (g / {AGENTS}) * interval '70 minutes' AS s) t"
     ),
     (
-        f"INSERT INTO messages (organisation_id, rdv_id, channel, kind, status, send_at, recipient, body, segments, "
+        f"INSERT INTO messages (organisation_id, rdv_id, channel, kind, status, send_at, "
+        f"recipient, body, segments, "
         f"provider, attempts, sent_at, created_at) "
-        f"SELECT r.organisation_id, r.id, CASE WHEN g % 4 = 0 THEN 'email' ELSE 'sms' END, 'reminder', "
-        f"(ARRAY['delivered','delivered','delivered','delivered','delivered','delivered','sent','undelivered','failed','cancelled'])[1 + g % 10], "
-        f"r.starts_at - interval '2 days', '+33612345678', 'x', CASE WHEN g % 4 = 0 THEN NULL ELSE 1 + g % 2 END, "
+        f"SELECT r.organisation_id, r.id, CASE WHEN g % 4 = 0 THEN 'email' ELSE 'sms' END, "
+        f"'reminder', "
+        f"(ARRAY['delivered','delivered','delivered','delivered','delivered','delivered',"
+        f"'sent','undelivered','failed','cancelled'])[1 + g % 10], "
+        f"r.starts_at - interval '2 days', '+33612345678', 'x', "
+        f"CASE WHEN g % 4 = 0 THEN NULL ELSE 1 + g % 2 END, "
         f"CASE WHEN g % 4 = 0 THEN 'smtp' WHEN g % 3 = 0 THEN 'vonage' ELSE 'twilio' END, 1, "
-        f"CASE WHEN g % 10 = 9 THEN NULL ELSE r.starts_at - interval '2 days' END, r.starts_at - interval '10 days' "
+        f"CASE WHEN g % 10 = 9 THEN NULL ELSE r.starts_at - interval '2 days' END, "
+        f"r.starts_at - interval '10 days' "
         f"FROM generate_series(0, {MESSAGES - 1}) g JOIN rdvs r ON r.id = 1 + g % {RDVS}"
     ),
     "ANALYZE",

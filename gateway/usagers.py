@@ -12,7 +12,10 @@ from .phones import InvalidPhone, is_mobile, normalize_phone
 
 
 def clean_usager_fields(data: dict) -> dict:
-    """Validate usager input; return clean values or raise ValidationFailed with every field error."""
+    """Validate usager input; return clean values or raise ValidationFailed.
+
+    The exception carries every field error, not only the first.
+    """
     errors: dict[str, str] = {}
     clean: dict = {}
     for name, label in (("first_name", "Le prénom"), ("last_name", "Le nom")):

@@ -123,7 +123,8 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _refuse_unstorable_text():
-        # PostgreSQL cannot store NUL in text: refuse it at the door (webhooks decide for themselves).
+        # PostgreSQL cannot store NUL in text: refuse it at the door (webhooks decide for
+        # themselves).
         if request.path.startswith("/webhooks/"):
             return
         values = [*request.args.values(), *(request.view_args or {}).values()]

@@ -3,8 +3,8 @@ or, from the ``alembic`` command line, on the app's configured database."""
 
 from alembic import context
 
-from gateway.extensions import db
 from gateway import models  # noqa: F401  (registers the tables)
+from gateway.extensions import db
 
 target_metadata = db.Model.metadata
 
@@ -17,9 +17,8 @@ def run_migrations_online() -> None:
     from gateway import create_app
 
     app = create_app()
-    with app.app_context():
-        with db.engine.begin() as conn:
-            _run(conn)
+    with app.app_context(), db.engine.begin() as conn:
+        _run(conn)
 
 
 def _run(connection) -> None:

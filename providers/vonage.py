@@ -209,7 +209,10 @@ MAX_PARTS = 255
 
 
 def _part_number(params: Mapping[str, Any], key: str) -> int | None:
-    """A part number or count (``concat-part``, ``concat-total``): 1..255 in ASCII digits, else None."""
+    """A part number or count (``concat-part``, ``concat-total``), or None.
+
+    Only 1..255 written in ASCII digits is a number; anything else gives None.
+    """
     value = (_get(params, key) or "").strip()
     if not (value.isascii() and value.isdigit() and len(value) <= 3):
         return None

@@ -284,7 +284,8 @@ def main() -> None:
             _embedded_run(args, port)
         print(
             f"fake Twilio: {_cpu_seconds(fake.pid):.1f} s CPU in all "
-            f"(concurrency {args.concurrency}, batch {args.batch}, latency {args.latency * 1000:.0f} ms)"
+            f"(concurrency {args.concurrency}, batch {args.batch}, "
+            f"latency {args.latency * 1000:.0f} ms)"
         )
     finally:
         fake.terminate()

@@ -200,7 +200,10 @@ def _claim(ids: list[int], action: str) -> bool:
 
 
 def _join_parts(row: InboundSms) -> InboundSms | None:
-    """When every part of a long SMS is stored: claim them and return the first, holding the text."""
+    """When every part of a long SMS is stored: claim them and return the first.
+
+    The first part's body then holds the whole text, the parts in order.
+    """
     pending = db.session.scalars(
         select(InboundSms)
         .where(

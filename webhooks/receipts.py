@@ -73,7 +73,10 @@ def _receipt_from(data: dict[str, Any]) -> Receipt:
 
 
 def _bounded(receipt: Receipt) -> Receipt:
-    """``receipt`` with its ids and codes cut to what the columns hold (a real one is far shorter)."""
+    """``receipt`` with its ids and codes cut to what the columns hold.
+
+    A real receipt's values are far shorter.
+    """
     return replace(
         receipt,
         provider_message_id=(receipt.provider_message_id or "")[:ID_LENGTH] or None,
@@ -161,7 +164,7 @@ WITH m AS (
            CAST(:raw AS json), CAST(:now AS timestamptz) FROM m
 )
 SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM m WHERE m.moves)
-""").bindparams(bindparam("raw", type_=JSON), bindparam("now", type_=UTCDateTime()))
+""").bindparams(bindparam("raw", type_=JSON), bindparam("now", type_=UTCDateTime()))  # noqa: E501
 # Statuses whose receipt has no follow-up (no fallback to plan, no multipart count).
 _FAST_STATUSES = frozenset({S.QUEUED, S.SENDING, S.SENT, S.DELIVERED})
 

@@ -58,7 +58,7 @@ def _at(item: Message | InboundSms) -> datetime:
 
 
 def threads(messages: list[Message], replies: list[InboundSms]) -> list[Thread]:
-    """Group SMS and the usagers' replies into one conversation per number, the most recent first."""
+    """Group SMS and the usagers' replies into one conversation per number, most recent first."""
     by_number: dict[str, Thread] = {}
     for message in messages:
         if message.channel == CHANNEL_SMS:

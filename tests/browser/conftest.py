@@ -84,7 +84,10 @@ def live_server(live_app):
 
 
 def _open_page(browser, live_server, request, **options):
-    """A fresh context and page; console errors (CSP included) fail the test; screenshot on failure."""
+    """A fresh context and page.
+
+    Console errors (CSP included) fail the test; a screenshot is taken on failure.
+    """
     context = browser.new_context(
         base_url=live_server, locale="fr-FR", timezone_id="Europe/Paris", **options
     )

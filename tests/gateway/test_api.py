@@ -69,7 +69,10 @@ def test_lists(api, world):
 
 
 def test_slots_for_a_day_and_booked_slots_disappear(api, world):
-    query = f"/slots?motif_id={world.motif.id}&lieu_id={world.lieu.id}&from=2026-06-05T00:00:00&to=2026-06-06T00:00:00"
+    query = (
+        f"/slots?motif_id={world.motif.id}&lieu_id={world.lieu.id}"
+        "&from=2026-06-05T00:00:00&to=2026-06-06T00:00:00"
+    )
     items = api.get(query).json["items"]
     # two agents x (09:00-12:00 and 14:00-17:00) in 30 min steps
     assert len(items) == 24

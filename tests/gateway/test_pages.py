@@ -95,7 +95,10 @@ def test_booking_through_the_form_for_a_new_usager(login, world):
 
 def test_booking_for_a_known_usager_found_by_phone(login, world):
     starts = "2026-06-05T10:00:00+02:00"
-    base = f"/rdvs/new?motif_id={world.motif.id}&lieu_id={world.lieu.id}&agent_id={world.agent.id}&starts_at={starts}"
+    base = (
+        f"/rdvs/new?motif_id={world.motif.id}&lieu_id={world.lieu.id}"
+        f"&agent_id={world.agent.id}&starts_at={starts}"
+    )
     page = login.get(base.replace("+", "%2B") + "&q=06+12+34+56+78").get_data(as_text=True)
     assert "Réserver pour Léa Dupont" in page
     r = login.post(

@@ -42,8 +42,10 @@ needs_postgresql_and_redis = pytest.mark.skipif(
         os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql")
         and os.environ.get("TEST_REDIS_URL")
     ),
-    reason="fault tests run real `gateway worker` processes that share the test's database and Redis: "
-    "set TEST_DATABASE_URL (PostgreSQL) and TEST_REDIS_URL",
+    reason=(
+        "fault tests run real `gateway worker` processes that share the test's database "
+        "and Redis: set TEST_DATABASE_URL (PostgreSQL) and TEST_REDIS_URL"
+    ),
 )
 
 # Pipeline settings shared by the test process (dispatch, reconcile) and the workers.

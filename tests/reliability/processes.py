@@ -45,7 +45,10 @@ def worker_env(
     instance_path: str | os.PathLike,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of a worker process: this process's, pointed at the test's database and Redis."""
+    """The environment of a worker process.
+
+    This process's own, pointed at the test's database and Redis.
+    """
     env = {k: v for k, v in os.environ.items() if k not in _DROP}
     env.update(
         {
@@ -117,7 +120,8 @@ class ManagedProcess:
         while text not in self.output():
             if not self.alive:
                 raise RuntimeError(
-                    f"{self.command[:3]} exited ({self.process.returncode}):\n{self.output()[-3000:]}"
+                    f"{self.command[:3]} exited ({self.process.returncode}):\n"
+                    f"{self.output()[-3000:]}"
                 )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{text!r} not seen within {timeout}s:\n{self.output()[-3000:]}")

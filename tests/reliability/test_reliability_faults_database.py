@@ -74,7 +74,8 @@ def proxied_config(app_config, proxy):
     url = urlsplit(app_config["SQLALCHEMY_DATABASE_URI"])
     netloc = f"{url.username}@127.0.0.1:{proxy.port}" if url.username else f"127.0.0.1:{proxy.port}"
     app_config["SQLALCHEMY_DATABASE_URI"] = urlunsplit(url._replace(netloc=netloc))
-    # The production options (pre-ping, connect timeout), with a short timeout: a test never waits long.
+    # The production options (pre-ping, connect timeout), with a short timeout: a test never
+    # waits long.
     app_config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
         app_config["SQLALCHEMY_DATABASE_URI"], 2
     )

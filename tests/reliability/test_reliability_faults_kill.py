@@ -1,4 +1,7 @@
-"""Workers killed with SIGKILL during a 5 000-SMS burst: none lost, duplicates counted and bounded."""
+"""Workers killed with SIGKILL during a 5 000-SMS burst.
+
+None lost; duplicates counted and bounded.
+"""
 
 from __future__ import annotations
 

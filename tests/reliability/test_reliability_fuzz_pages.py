@@ -1,4 +1,7 @@
-"""Fuzzing the agent pages: the booking form, the agenda, login. Never a 500, never a partial write."""
+"""Fuzzing the agent pages: the booking form, the agenda, login.
+
+Never a 500, never a partial write.
+"""
 
 from __future__ import annotations
 

@@ -81,7 +81,8 @@ def test_parse_iso_returns_aware_utc_in_a_sane_range_or_value_error(raw, tz):
 def test_local_times_are_read_in_the_zone_and_gaps_move_forward(naive, tz):
     aware = localize(naive, tz)
     local = aware.astimezone(tz).replace(tzinfo=None)
-    # Either the wall time exists and is kept, or it was in a gap and moves forward by less than a day.
+    # Either the wall time exists and is kept, or it was in a gap and moves forward by less
+    # than a day.
     assert local == naive or timedelta(0) < local - naive <= timedelta(hours=3)
     assert parse_iso(naive.isoformat(), tz) == aware.astimezone(UTC)
 

@@ -1,4 +1,4 @@
-"""Fuzzing the provider webhooks: whatever the parameters, never a 500, and a refusal writes nothing.
+"""Fuzzing the provider webhooks: whatever the parameters, never a 500; a refusal writes nothing.
 
 For each of the four routes, hypothesis draws every field the parsers read
 (absent, realistic, or hostile: any Unicode, NUL, 5 000+ characters, numbers
@@ -120,7 +120,7 @@ BAD_TIMESTAMPS = [
 
 @pytest.fixture
 def hooks(signed_config, app, client, world, frozen, caplog):
-    """Two sent SMS to aim receipts at (Twilio, Vonage), an rdv for the inbound SMS, a write guard."""
+    """Two sent SMS to aim receipts at (Twilio, Vonage), an rdv for inbound SMS, a write guard."""
     mark_sent(
         sms_of(book_at(world, NOW.replace(day=5))),
         provider="twilio",

@@ -235,7 +235,10 @@ def _inbound(i: int, n: int, phone: str, kind: str, rng: random.Random) -> list[
 
 
 def _script(rng: random.Random) -> tuple[list[list[tuple]], Counter]:
-    """The calls grouped per story (one SMS's send and receipts, one inbound SMS's parts), in order."""
+    """The calls grouped per story, in order.
+
+    A story is one SMS's send and receipts, or one inbound SMS's parts.
+    """
     stories, kinds = [], Counter()
     for i in range(SMS_COUNT):
         provider, segments, recorded = _sms_facts(i)
@@ -291,7 +294,10 @@ def _play(app, client, call, how_rng: random.Random) -> None:
 
 
 def _state() -> dict:
-    """Everything the calls decide, keyed so that it does not depend on the order rows were created."""
+    """Everything the calls decide.
+
+    Keyed so that it does not depend on the order rows were created.
+    """
     messages = db.session.scalars(select(Message).order_by(Message.id)).all()
     originals = {m.id: m for m in messages if m.id <= SMS_COUNT}
     receipts_per_message = Counter(db.session.scalars(select(DeliveryEvent.message_id)).all())

@@ -1,4 +1,4 @@
-"""Nothing lost: stale ``sending`` rows, lost jobs; the embedded mode end to end; SMTP; throttling."""
+"""Nothing lost: stale ``sending`` rows, lost jobs; embedded mode end to end; SMTP; throttling."""
 
 from __future__ import annotations
 

@@ -116,7 +116,10 @@ def twilio_post(client, path, form, token=TWILIO_TOKEN, signature=None, query=""
 def vonage_signed(
     params, method="sha256", secret=VONAGE_SECRET, nonce="ec11dd3e-1e7f-4db5-9467-82b02cd223b9"
 ):
-    """``params`` with ``timestamp``, ``nonce`` and ``sig`` as Vonage signs them (the SDK's own code)."""
+    """``params`` with ``timestamp``, ``nonce`` and ``sig`` as Vonage signs them.
+
+    The signature comes from the Vonage SDK's own code.
+    """
     params = dict(params, timestamp=str(int(time.time())), nonce=nonce)
     params["sig"] = Auth(
         api_key="abcd1234", signature_secret=secret, signature_method=method
@@ -125,7 +128,10 @@ def vonage_signed(
 
 
 def vonage_call(client, path, params, how):
-    """Call a Vonage webhook as Vonage can: ``get`` (query), ``form`` (POST form) or ``json`` (POST JSON)."""
+    """Call a Vonage webhook as Vonage can.
+
+    ``how`` is ``get`` (query), ``form`` (POST form) or ``json`` (POST JSON).
+    """
     if how == "get":
         return client.get(path + "?" + urlencode(params))
     if how == "form":

@@ -452,9 +452,13 @@ def test_odd_receipt_values_are_stored_bounded_and_cleaned(signed_config, app, c
     [event] = _events()
     assert event.provider_message_id == ("SM" + "x" * 5000)[:200] and event.error_code == "9" * 32
     assert event.raw["To"] == "+336\ufffd" and event.raw_status == "failed\ufffd"
-    # Vonage by JSON, unsigned (no secret): a lone surrogate and NaN, which no column can store as they are.
+    # Vonage by JSON, unsigned (no secret): a lone surrogate and NaN, which no column can
+    # store as they are.
     app.config["PROVIDER_SETTINGS"] = {}
-    body = '{"messageId": "0C", "status": "delivered", "client-ref": "\\ud800", "price": NaN, "x": [1e999]}'
+    body = (
+        '{"messageId": "0C", "status": "delivered", "client-ref": "\\ud800", '
+        '"price": NaN, "x": [1e999]}'
+    )
     assert client.post(VONAGE_STATUS, data=body, content_type="application/json").status_code == 204
     run_jobs(app)
     event = _events()[-1]
