@@ -49,7 +49,7 @@ def test_normalize_phone_returns_e164_or_refuses(raw):
 
 # Metropolitan mobile ranges (0639 and 069x are overseas mobiles, read as such).
 @given(
-    national=st.from_regex(r"0(6[1-5]|7[5-8])[0-9]{7}", fullmatch=True),
+    national=st.from_regex(r"0(6[1245][0-9]|63[0-8]|7[5-8][0-9])[0-9]{6}", fullmatch=True),
     sep=st.sampled_from(["", " ", ".", "-"]),
 )
 def test_french_mobiles_in_every_common_form_give_one_number(national, sep):
