@@ -222,7 +222,7 @@ def markdown(
         "",
         (
             f"Written by `{command}` on {date} ({seconds / 60:.1f} minutes). Do not edit by hand: "
-            'run `make bench` again (see the README\'s "Benchmarks" section).'
+            "run `make bench` again (see docs/benchmarks.md)."
         ),
         "",
         "## Machine",
@@ -239,7 +239,7 @@ def markdown(
     ]
     if any(g.met is False for g in items):
         out += [
-            'A goal marked MISSED is analysed in the README ("Benchmarks": what misses and why).',
+            'A goal marked MISSED is analysed in docs/benchmarks.md ("What misses and why").',
             "",
         ]
     if ctx.quick:

@@ -111,7 +111,7 @@ def engine_options(database_url: str, connect_timeout: int) -> dict:
 
 
 def _pipeline_settings(env: Mapping[str, str]) -> dict:
-    """The sending pipeline's knobs (README, "Sending pipeline"); 0 rate = unlimited."""
+    """The sending pipeline's knobs (docs/pipeline.md, "Tuning"); 0 rate = unlimited."""
 
     def number(key: str, default: float, kind: type = int):
         value = (env.get(key) or "").strip()
