@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    false,
     text,
     types,
 )
@@ -148,6 +149,8 @@ class Agent(UserMixin, TimestampMixin, db.Model):
     first_name: Mapped[str] = mapped_column(String(100), default="")
     last_name: Mapped[str] = mapped_column(String(100), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Admins manage the organisation's outbound webhooks and are emailed when one is disabled.
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Bumped under a row lock by every booking of this agent: serialises
     # concurrent bookings so two rdvs can never overlap (see gateway.booking).
     booking_version: Mapped[int] = mapped_column(Integer, default=0)
@@ -481,6 +484,129 @@ class ApiToken(TimestampMixin, db.Model):
     def issue(cls, organisation_id: int, name: str) -> tuple[ApiToken, str]:
         token = "lapin_" + secrets.token_urlsafe(32)
         return cls(organisation_id=organisation_id, name=name, token_hash=cls.hash(token)), token
+
+
+class WebhookEndpoint(TimestampMixin, db.Model):
+    """A URL of an organisation that receives signed events (Standard Webhooks).
+
+    ``events`` is a comma list of event types (:data:`gateway.events.EVENT_TYPES`);
+    ``secret`` (``whsec_`` + base64) signs every request and is shown once, at creation.
+    ``failing_since`` is the first failure since the last success: after a day
+    of failures the endpoint is disabled (:mod:`scheduler.webhook_delivery`).
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(String(300))
+
+    organisation: Mapped[Organisation] = relationship()
+
+    @property
+    def event_types(self) -> list[str]:
+        return [e for e in (self.events or "").split(",") if e]
+
+
+class WebhookEvent(db.Model):
+    """Something that happened to an organisation, written in the transaction of the change.
+
+    ``webhook_id`` is the ``webhook-id`` header (the same on every attempt and
+    replay, so receivers can drop duplicates); ``rdv_id`` orders deliveries.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_org_at", "organisation_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(40), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    type: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rdv_id: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[dict] = mapped_column(JSON)
+
+
+class WebhookOutbox(db.Model):
+    """One event to deliver to one endpoint: the outbox row, written with the event.
+
+    ``status``: ``pending`` (due at ``next_attempt_at``), ``sending`` (claimed
+    by a delivery job at ``claimed_at``), ``delivered``, ``failed`` (the retry
+    schedule is exhausted).
+    """
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        # The dispatcher's query: due rows only.
+        Index(
+            "ix_webhook_outbox_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        # Order per rdv: is an earlier row of the same rdv and endpoint still undelivered?
+        Index(
+            "ix_webhook_outbox_chain",
+            "endpoint_id",
+            "rdv_id",
+            "id",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
+        ),
+        Index(
+            "ix_webhook_outbox_in_flight",
+            "claimed_at",
+            postgresql_where=text("status = 'sending'"),
+            sqlite_where=text("status = 'sending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    rdv_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    event: Mapped[WebhookEvent] = relationship()
+    endpoint: Mapped[WebhookEndpoint] = relationship()
+
+
+class WebhookDelivery(db.Model):
+    """One delivery attempt (SPEC section 5): event, attempt number, answer status, time."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_endpoint_at", "endpoint_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_outbox.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None: no answer (timeout, refused)
+    error: Mapped[str | None] = mapped_column(String(300))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    event: Mapped[WebhookEvent] = relationship()
 
 
 def ends_at_for(starts_at: datetime, duration_minutes: int) -> datetime:
