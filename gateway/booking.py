@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 
+from . import events
 from .errors import Conflict, DomainError, NotFound, ValidationFailed
 from .extensions import db
 from .models import (
@@ -143,6 +144,7 @@ def book(
         db.session.add(rdv)
         db.session.flush()
         plan_booking(rdv, now)
+        events.rdv_changed(rdv, events.RDV_CREATED, now)
     except DomainError:
         db.session.rollback()
         raise
@@ -178,6 +180,7 @@ def move(
         rdv.duration_minutes = rdv.motif.duration_minutes
         db.session.flush()
         plan_move(rdv, now, previous)
+        events.rdv_changed(rdv, events.RDV_MOVED, now)
     except DomainError:
         db.session.rollback()
         raise
@@ -210,6 +213,7 @@ def cancel(rdv: Rdv, *, via: str, agent: Agent | None = None, now: datetime | No
     rdv.cancelled_by_agent = agent if via == "agent" else None
     db.session.flush()
     plan_cancel(rdv, now, by_usager=by_usager)
+    events.rdv_changed(rdv, events.RDV_CANCELLED, now)
     db.session.commit()
     return True
 
@@ -225,6 +229,7 @@ def record_outcome(rdv: Rdv, status: str, *, now: datetime | None = None) -> Rdv
         raise Conflict("Le rendez-vous n'a pas encore commencé.", code="rdv_not_started")
     rdv.status = status
     rdv.status_recorded_at = now
+    events.rdv_changed(rdv, events.RDV_STATUS_CHANGED, now)
     db.session.commit()
     return rdv
 

@@ -50,6 +50,7 @@ from flask import Flask, current_app
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import selectinload
 
+from gateway import events
 from gateway.extensions import db
 from gateway.models import CHANNEL_SMS, Message, Organisation, Rdv, Usager
 from gateway.planning import plan_email_fallback, quiet_hours
@@ -502,12 +503,14 @@ def _write_back(outcomes: list[_Outcome], counts: dict[str, int]) -> None:
     opted_out = [o.id for o in failed if o.error is not None and o.error.opted_out]
     if opted_out:
         usager_ids = select(table.c.usager_id).where(table.c.id.in_(opted_out))
-        db.session.execute(
+        newly = db.session.scalars(
             update(Usager)
-            .where(Usager.id.in_(usager_ids))
+            .where(Usager.id.in_(usager_ids), Usager.sms_opted_out.is_not(True))
             .values(sms_opted_out=True)
+            .returning(Usager.id)
             .execution_options(synchronize_session=False)
-        )
+        ).all()
+        events.usagers_opted_out(newly, now)
     if failed_ids:
         db.session.expire_all()
         for sms in db.session.scalars(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from gateway import events
 from gateway.extensions import db
 from gateway.models import Message, MessageStatusChange
 from gateway.timeutil import utcnow
@@ -45,6 +46,7 @@ def transition(
     if detail and new_status in (S.FAILED, S.UNDELIVERED, S.SKIPPED):
         message.last_error = detail
     db.session.add(MessageStatusChange(message=message, status=new_status, at=at, detail=detail))
+    events.message_status_changed(message, at)
     return True
 
 
@@ -121,16 +123,17 @@ def bulk_transition(
         set_values.setdefault(
             "sent_at", db.func.coalesce(table.c.sent_at, literal(at, type_=table.c.sent_at.type))
         )
-    moved: list[int] = []
+    moved_rows: list = []
     for start in range(0, len(ids), 1000):  # keep IN lists and parameters bounded
         chunk = ids[start : start + 1000]
         result = db.session.execute(
             update(table)
             .where(table.c.id.in_(chunk), table.c.status.in_(sources))
             .values(**set_values)
-            .returning(table.c.id)
+            .returning(table.c.id, table.c.organisation_id)
         )
-        moved.extend(row[0] for row in result)
+        moved_rows.extend(result.all())
+    moved = [row[0] for row in moved_rows]
     if moved:
         details = details or {}
         db.session.execute(
@@ -140,6 +143,7 @@ def bulk_transition(
                 for mid in moved
             ],
         )
+        events.messages_status_changed(moved_rows, new_status, at)
     return moved
 
 

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from gateway import events
 from gateway.booking import cancel
 from gateway.errors import DomainError
 from gateway.extensions import db
@@ -183,6 +184,7 @@ def process_inbound(inbound_id: int, now: datetime | None = None) -> str | None:
         db.session.rollback()
         return None
     action = _act(row, now)
+    events.inbound_sms_received(row, now)
     db.session.commit()
     log.info("inbound SMS %s from %s: %s", row.id, mask_phone(row.from_number), action)
     return action

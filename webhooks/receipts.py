@@ -38,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import JSON, bindparam, or_, select, text, update
 
+from gateway import events
 from gateway.extensions import db
 from gateway.models import (
     DeliveryEvent,
@@ -130,9 +131,15 @@ def find_message(receipt: Receipt) -> Message | None:
 # them). The row lock comes first, so concurrent receipts of one message are serialised
 # as in the general path; `m.moves` is false when the move is not forward.
 _FAST_APPLY = text("""
-WITH m AS (
+WITH listening AS (
+    SELECT CAST(:reported AS boolean) AND EXISTS (
+        SELECT 1 FROM webhook_endpoints w JOIN messages mo ON mo.organisation_id = w.organisation_id
+        WHERE mo.id = CAST(:id AS integer) AND w.enabled
+          AND (',' || w.events || ',') LIKE '%,message.status_changed,%'
+    ) AS yes
+), m AS (
     SELECT id, status = ANY(CAST(:sources AS varchar[])) AS moves
-    FROM messages WHERE id = CAST(:id AS integer) FOR UPDATE
+    FROM messages WHERE id = CAST(:id AS integer) AND NOT (SELECT yes FROM listening) FOR UPDATE
 ), updated AS (
     UPDATE messages SET
         status = CASE WHEN m.moves THEN CAST(:status AS varchar) ELSE messages.status END,
@@ -163,7 +170,7 @@ WITH m AS (
            CAST(:status AS varchar), CAST(:error_code AS varchar), m.moves,
            CAST(:raw AS json), CAST(:now AS timestamptz) FROM m
 )
-SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM m WHERE m.moves)
+SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM m WHERE m.moves), (SELECT yes FROM listening)
 """).bindparams(bindparam("raw", type_=JSON), bindparam("now", type_=UTCDateTime()))  # noqa: E501
 # Statuses whose receipt has no follow-up (no fallback to plan, no multipart count).
 _FAST_STATUSES = frozenset({S.QUEUED, S.SENDING, S.SENT, S.DELIVERED})
@@ -181,7 +188,14 @@ def _fast_path_applies(receipt: Receipt) -> bool:
 
 
 def _apply_fast(receipt: Receipt, now: datetime) -> bool | None:
-    """The one-statement path; None when our reference matched no message (then: general path).
+    """The one-statement path; None when it does not apply (then: the general path).
+
+    That is when our reference matched no message, or when the status is one
+    that webhooks report (:data:`gateway.events.REPORTED_STATUSES`) and the
+    message's organisation has an endpoint for ``message.status_changed``:
+    the event's JSON is built by the general path, in the same transaction
+    (the statement then changes nothing). Organisations that do not listen
+    keep the one-statement path, for the price of one indexed lookup in it.
 
     The statement is atomic on its own, so it runs in autocommit: one round
     trip to the database instead of three (BEGIN, statement, COMMIT).
@@ -197,9 +211,10 @@ def _apply_fast(receipt: Receipt, now: datetime) -> bool | None:
         "raw_status": receipt.raw_status or None,
         "raw": dict(receipt.raw),
         "detail": receipt.error_message or f"{receipt.provider}: {receipt.raw_status}",
+        "reported": receipt.status in events.REPORTED_STATUSES,
     }
     with db.engine.connect() as conn:
-        found, moved = (
+        found, moved, _listening = (
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(_FAST_APPLY, params).one()
         )
     return bool(moved) if found else None
@@ -289,13 +304,15 @@ def opt_out_number(phone: str) -> int:
     The whole number, not one usager: opting out is the phone owner's wish,
     and families share a phone.
     """
-    result = db.session.execute(
+    ids = db.session.scalars(
         update(Usager)
         .where(
             Usager.phone == phone,
             or_(Usager.sms_opted_out.is_(False), Usager.sms_opted_out.is_(None)),
         )
         .values(sms_opted_out=True)
+        .returning(Usager.id)
         .execution_options(synchronize_session="fetch")
-    )
-    return result.rowcount or 0
+    ).all()
+    events.usagers_opted_out(ids)
+    return len(ids)
