@@ -50,7 +50,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     _configure_database(app)
 
-    from . import api, auth, health, pages, stats, web
+    from . import api, auth, export, health, metrics, openapi, pages, stats, web, webhook_pages
 
     web.init_app(app)
     app.register_blueprint(health.bp)
@@ -58,6 +58,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(stats.bp)
+    app.register_blueprint(export.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(webhook_pages.bp)
     csrf.exempt(api.bp)
     # Receipts, inbound SMS, /c/ links, simulator outbox.
     from webhooks import init_app as init_webhooks

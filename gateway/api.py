@@ -6,18 +6,23 @@ Errors are ``{"error": {"code", "message", "fields"}}``; bad input gets
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
+from . import schemas as sc
+from . import webhook_endpoints
 from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound, ValidationFailed
+from .export import rdv_page
 from .extensions import db
-from .models import Agent, ApiToken, Lieu, Motif, Rdv, Usager, is_db_id
+from .models import Agent, ApiToken, Lieu, Motif, Usager
+from .openapi import openapi_json_response, operation
+from .schemas import iso, rdv_json, usager_json, validate, webhook_endpoint_json
 from .slots import free_slots
-from .timeutil import parse_iso, utcnow
-from .usagers import create_usager
+from .timeutil import utcnow
+from .usagers import UsagerExists, clean_usager_fields, create_usager, find_duplicate_usager
 from .web import unstorable
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -34,6 +39,8 @@ def _domain_error(exc: DomainError):
 
 @bp.before_request
 def _authenticate():
+    if request.endpoint == "api.openapi_json":
+        return  # the document is public
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -74,97 +81,10 @@ def _json_body() -> dict:
     return data
 
 
-def _int_param(value, name: str, required: bool = True):
-    if value is None or value == "":
-        if required:
-            raise ValidationFailed(
-                f"Paramètre « {name} » obligatoire.", fields={name: "Obligatoire."}
-            )
-        return None
-    if isinstance(value, bool):
-        raise ValidationFailed(f"« {name} » doit être un entier.", fields={name: "Entier attendu."})
-    if (
-        isinstance(value, str)
-        and value.strip().isascii()
-        and value.strip().isdigit()
-        and len(value.strip()) < 12
-    ):
-        value = int(value.strip())
-    if isinstance(value, int):
-        if not is_db_id(value):
-            raise ValidationFailed(
-                f"« {name} » est hors limites.", fields={name: "Identifiant invalide."}
-            )
-        return value
-    raise ValidationFailed(f"« {name} » doit être un entier.", fields={name: "Entier attendu."})
-
-
-def _datetime_param(value, name: str) -> datetime:
-    if not isinstance(value, str) or not value.strip() or len(value) > 64:
-        raise ValidationFailed(
-            f"« {name} » doit être une date ISO 8601.", fields={name: "Date ISO 8601 attendue."}
-        )
-    try:
-        return parse_iso(value, g.organisation.tz)
-    except (ValueError, OverflowError):
-        raise ValidationFailed(
-            f"« {name} » n'est pas une date ISO 8601 valide.",
-            fields={name: "Date ISO 8601 attendue."},
-        ) from None
-
-
-def iso(value: datetime | None, tz) -> str | None:
-    return value.astimezone(tz).isoformat() if value else None
-
-
-def message_json(m, tz) -> dict:
-    return {
-        "id": m.id,
-        "channel": m.channel,
-        "kind": m.kind,
-        "status": m.status,
-        "send_at": iso(m.send_at, tz),
-        "sent_at": iso(m.sent_at, tz),
-        "delivered_at": iso(m.delivered_at, tz),
-        "provider": m.provider,
-        "provider_message_id": m.provider_message_id,
-        "segments": m.segments,
-        "recipient": m.recipient,
-        "attempts": m.attempts,
-        "last_error": m.last_error,
-    }
-
-
-def rdv_json(rdv: Rdv) -> dict:
-    tz = rdv.organisation.tz
-    return {
-        "id": rdv.id,
-        "status": rdv.status,
-        "starts_at": iso(rdv.starts_at, tz),
-        "ends_at": iso(rdv.ends_at, tz),
-        "duration_minutes": rdv.duration_minutes,
-        "motif_id": rdv.motif_id,
-        "lieu_id": rdv.lieu_id,
-        "agent_id": rdv.agent_id,
-        "usager_ids": [p.usager_id for p in rdv.participations],
-        "cancelled_via": rdv.cancelled_via,
-        "cancelled_at": iso(rdv.cancelled_at, tz),
-        "confirmed_at": iso(rdv.confirmed_at, tz),
-        "messages": [message_json(m, tz) for m in rdv.messages],
-    }
-
-
-def usager_json(u: Usager) -> dict:
-    return {
-        "id": u.id,
-        "first_name": u.first_name,
-        "last_name": u.last_name,
-        "phone": u.phone,
-        "email": u.email,
-        "notify_sms": u.notify_sms,
-        "notify_email": u.notify_email,
-        "sms_opted_out": u.sms_opted_out,
-    }
+def _query(model):
+    """The query string validated by ``model`` (every invalid parameter reported at once)."""
+    params = {k: v for k, v in request.args.items() if v != ""}  # empty = absent
+    return validate(model, params, tz=g.organisation.tz)
 
 
 def _list(model, *order):
@@ -174,7 +94,15 @@ def _list(model, *order):
     return rows
 
 
+@bp.get("/openapi.json")
+@operation("Ce document (OpenAPI 3.1)", public=True)
+def openapi_json():
+    """The OpenAPI 3.1 document of this API, generated from the code."""
+    return openapi_json_response()
+
+
 @bp.get("/motifs")
+@operation("Motifs de l'organisation", answers={200: sc.MotifList})
 def motifs():
     return {
         "items": [
@@ -192,6 +120,7 @@ def motifs():
 
 
 @bp.get("/lieux")
+@operation("Lieux de l'organisation", answers={200: sc.LieuList})
 def lieux():
     return {
         "items": [
@@ -202,6 +131,7 @@ def lieux():
 
 
 @bp.get("/agents")
+@operation("Agents actifs de l'organisation", answers={200: sc.AgentList})
 def agents():
     return {
         "items": [
@@ -213,25 +143,28 @@ def agents():
 
 
 @bp.get("/slots")
+@operation(
+    "Créneaux libres d'un motif",
+    query=sc.SlotsQuery,
+    answers={200: sc.SlotList},
+    errors=(404, 422),
+    description="Free slots between from (default now) and to (default from + 7 days).",
+)
 def slots():
     org = g.organisation
-    motif_id = _int_param(request.args.get("motif_id"), "motif_id")
-    motif = db.session.get(Motif, motif_id)
+    params = _query(sc.SlotsQuery)
+    motif = db.session.get(Motif, params.motif_id)
     if motif is None or motif.organisation_id != org.id:
         raise NotFound("Motif introuvable.", fields={"motif_id": "Motif introuvable."})
-    lieu_id = _int_param(request.args.get("lieu_id"), "lieu_id", required=False)
-    agent_id = _int_param(request.args.get("agent_id"), "agent_id", required=False)
     now = utcnow()
-    start = _datetime_param(request.args["from"], "from") if request.args.get("from") else now
-    end = (
-        _datetime_param(request.args["to"], "to")
-        if request.args.get("to")
-        else start + timedelta(days=7)
-    )
+    start = params.from_ or now
+    end = params.to or start + timedelta(days=7)
     if end <= start:
         raise ValidationFailed("« to » doit être après « from ».", fields={"to": "Après « from »."})
     try:
-        found = free_slots(org, motif, start, end, lieu_id=lieu_id, agent_id=agent_id, now=now)
+        found = free_slots(
+            org, motif, start, end, lieu_id=params.lieu_id, agent_id=params.agent_id, now=now
+        )
     except ValueError as exc:
         raise ValidationFailed(str(exc), fields={"to": str(exc)}) from None
     tz = org.tz
@@ -249,12 +182,40 @@ def slots():
 
 
 @bp.post("/usagers")
+@operation(
+    "Créer un usager",
+    body=sc.UsagerIn,
+    answers={201: sc.UsagerOut},
+    errors=(409,),
+    description=(
+        "409 usager_exists (with existing_id) when a usager of the organisation has the same "
+        "name and the same mobile or email, unless allow_duplicate is true."
+    ),
+)
 def create_usager_route():
-    usager = create_usager(g.organisation, _json_body())
+    data = _json_body()
+
+    def domain_errors(raw, _parsed) -> dict:
+        try:
+            clean_usager_fields(raw)
+        except ValidationFailed as exc:
+            return exc.fields
+        return {}
+
+    params = validate(sc.UsagerIn, data, also=domain_errors)
+    if not params.allow_duplicate:
+        clean = clean_usager_fields(data)
+        existing = find_duplicate_usager(
+            g.organisation, clean["first_name"], clean["last_name"], clean["phone"], clean["email"]
+        )
+        if existing is not None:
+            raise UsagerExists(existing)
+    usager = create_usager(g.organisation, data)
     return usager_json(usager), 201
 
 
 @bp.get("/usagers/<int:usager_id>")
+@operation("Un usager", answers={200: sc.UsagerOut}, errors=(404,))
 def get_usager(usager_id: int):
     usager = db.session.get(Usager, usager_id)
     if usager is None or usager.organisation_id != g.organisation.id:
@@ -262,52 +223,82 @@ def get_usager(usager_id: int):
     return usager_json(usager)
 
 
+@bp.get("/rdvs")
+@operation(
+    "Rendez-vous d'une période, page par page",
+    query=sc.RdvListQuery,
+    answers={200: sc.RdvPage},
+    errors=(422,),
+    description=(
+        "Rdvs whose start is in [from, to), ordered by start then id. Follow next_cursor "
+        "until it is null; a page is stable under concurrent bookings."
+    ),
+)
+def list_rdvs():
+    params = _query(sc.RdvListQuery)
+    items, next_cursor = rdv_page(
+        g.organisation,
+        start=params.from_,
+        end=params.to,
+        status=params.status,
+        cursor=params.cursor,
+        limit=params.limit,
+    )
+    return {"items": [rdv_json(r) for r in items], "next_cursor": next_cursor}
+
+
 @bp.post("/rdvs")
+@operation(
+    "Prendre un rendez-vous",
+    body=sc.RdvIn,
+    answers={201: sc.RdvOut},
+    errors=(409,),
+    description="Books in a free slot; the confirmation and reminders are planned at once.",
+)
 def create_rdv():
-    data = _json_body()
-    if "usager_ids" in data:
-        raw_ids = data["usager_ids"]
-        if not isinstance(raw_ids, list):
-            raise ValidationFailed(
-                "« usager_ids » doit être une liste.", fields={"usager_ids": "Liste attendue."}
-            )
-        usager_ids = [_int_param(v, "usager_ids") for v in raw_ids]
-    else:
-        usager_ids = [_int_param(data.get("usager_id"), "usager_id")]
+    def one_usager(_raw, parsed) -> dict:
+        if parsed is not None and parsed.usager_id is None and not parsed.usager_ids:
+            return {"usager_id": "Obligatoire (ou usager_ids)."}
+        return {}
+
+    params = validate(sc.RdvIn, _json_body(), tz=g.organisation.tz, also=one_usager)
     rdv = book(
         g.organisation,
-        motif_id=_int_param(data.get("motif_id"), "motif_id"),
-        lieu_id=_int_param(data.get("lieu_id"), "lieu_id"),
-        agent_id=_int_param(data.get("agent_id"), "agent_id"),
-        usager_ids=usager_ids,
-        starts_at=_datetime_param(data.get("starts_at"), "starts_at"),
+        motif_id=params.motif_id,
+        lieu_id=params.lieu_id,
+        agent_id=params.agent_id,
+        usager_ids=params.usager_ids or [params.usager_id],
+        starts_at=params.starts_at,
     )
     return rdv_json(rdv), 201
 
 
 @bp.get("/rdvs/<int:rdv_id>")
+@operation("Un rendez-vous et ses messages", answers={200: sc.RdvOut}, errors=(404,))
 def show_rdv(rdv_id: int):
     return rdv_json(get_rdv(g.organisation, rdv_id))
 
 
 @bp.patch("/rdvs/<int:rdv_id>")
+@operation(
+    "Déplacer un rendez-vous",
+    body=sc.RdvPatch,
+    answers={200: sc.RdvOut},
+    errors=(404, 409),
+    description="Pending messages are cancelled, a moved message goes out, reminders are re-planned.",
+)
 def update_rdv(rdv_id: int):
     rdv = get_rdv(g.organisation, rdv_id)
-    data = _json_body()
-    unknown = set(data) - {"starts_at", "lieu_id"}
-    if unknown:
-        raise ValidationFailed(
-            "Champs non modifiables : " + ", ".join(sorted(unknown)),
-            fields={k: "Non modifiable." for k in sorted(unknown)},
-        )
-    if not data:
-        raise ValidationFailed("Rien à modifier.", fields={"starts_at": "Obligatoire."})
-    starts_at = _datetime_param(data["starts_at"], "starts_at") if "starts_at" in data else None
-    lieu_id = _int_param(data.get("lieu_id"), "lieu_id", required=False)
-    return rdv_json(move(rdv, starts_at=starts_at, lieu_id=lieu_id))
+
+    def something(raw, _parsed) -> dict:
+        return {} if raw else {"starts_at": "Obligatoire (ou lieu_id)."}
+
+    params = validate(sc.RdvPatch, _json_body(), tz=g.organisation.tz, also=something)
+    return rdv_json(move(rdv, starts_at=params.starts_at, lieu_id=params.lieu_id))
 
 
 @bp.post("/rdvs/<int:rdv_id>/cancel")
+@operation("Annuler un rendez-vous", answers={200: sc.RdvOut}, errors=(404, 409))
 def cancel_rdv(rdv_id: int):
     rdv = get_rdv(g.organisation, rdv_id)
     cancel(rdv, via="api")
@@ -315,11 +306,47 @@ def cancel_rdv(rdv_id: int):
 
 
 @bp.post("/rdvs/<int:rdv_id>/status")
+@operation(
+    "Noter si l'usager est venu",
+    body=sc.RdvStatusIn,
+    answers={200: sc.RdvOut},
+    errors=(404, 409),
+)
 def rdv_status(rdv_id: int):
     rdv = get_rdv(g.organisation, rdv_id)
-    status = _json_body().get("status")
-    if status not in ("seen", "noshow"):
-        raise ValidationFailed(
-            "Statut invalide : seen ou noshow.", fields={"status": "Attendu : seen ou noshow."}
-        )
-    return rdv_json(record_outcome(rdv, status))
+    params = validate(sc.RdvStatusIn, _json_body())
+    return rdv_json(record_outcome(rdv, params.status))
+
+
+@bp.get("/webhook-endpoints")
+@operation("Points de réception des webhooks", answers={200: sc.WebhookEndpointList})
+def list_webhook_endpoints():
+    tz = g.organisation.tz
+    return {
+        "items": [
+            webhook_endpoint_json(e, tz) for e in webhook_endpoints.endpoints_of(g.organisation)
+        ]
+    }
+
+
+@bp.post("/webhook-endpoints")
+@operation(
+    "Ajouter un point de réception",
+    body=sc.WebhookEndpointIn,
+    answers={201: sc.WebhookEndpointCreated},
+    description=(
+        "The answer carries the endpoint's whsec_ secret, once: it signs every event "
+        "(Standard Webhooks). https only in production; never a local or private address."
+    ),
+)
+def create_webhook_endpoint():
+    params = validate(sc.WebhookEndpointIn, _json_body())
+    endpoint, secret = webhook_endpoints.create_endpoint(g.organisation, params.url, params.events)
+    return {**webhook_endpoint_json(endpoint, g.organisation.tz), "secret": secret}, 201
+
+
+@bp.delete("/webhook-endpoints/<int:endpoint_id>")
+@operation("Supprimer un point de réception", answers={204: None}, errors=(404,))
+def delete_webhook_endpoint(endpoint_id: int):
+    webhook_endpoints.delete_endpoint(g.organisation, endpoint_id)
+    return "", 204

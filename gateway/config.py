@@ -89,6 +89,12 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         "RETENTION_DAYS": _positive_int(env.get("RETENTION_DAYS"), 183, "RETENTION_DAYS"),
         "CANCEL_LINK_RATE_LIMIT": env.get("CANCEL_LINK_RATE_LIMIT") or "30 per minute;300 per day",
         "PROVIDER_SETTINGS": {k: env[k] for k in PROVIDER_KEYS if env.get(k)},
+        # Bearer token of /metrics; unset: /metrics answers 404.
+        "METRICS_TOKEN": (env.get("METRICS_TOKEN") or "").strip() or None,
+        # Outbound webhooks may reach loopback and private addresses (tests, make run).
+        "WEBHOOK_ALLOW_PRIVATE": _truthy(env.get("WEBHOOK_ALLOW_PRIVATE")),
+        # prometheus_client's multiprocess mode (gunicorn, workers); read by the library too.
+        "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
     }
     config.update(_pipeline_settings(env))
     return config
@@ -138,6 +144,14 @@ def _pipeline_settings(env: Mapping[str, str]) -> dict:
         "SENDING_TIMEOUT": number("SENDING_TIMEOUT", 600.0, float),
         "QUEUED_TIMEOUT": number("QUEUED_TIMEOUT", 300.0, float),
         "SEND_JOB_TIMEOUT": number("SEND_JOB_TIMEOUT", 300),
+        # Outbound webhooks (docs/webhooks.md): seconds to wait for a receiver, parallel
+        # requests per worker, rows per delivery job and per dispatch round, seconds
+        # before a row claimed by a dead job is due again.
+        "WEBHOOK_TIMEOUT": number("WEBHOOK_TIMEOUT", 10.0, float),
+        "WEBHOOK_CONCURRENCY": number("WEBHOOK_CONCURRENCY", 64),
+        "WEBHOOK_BATCH_SIZE": number("WEBHOOK_BATCH_SIZE", 100),
+        "WEBHOOK_DISPATCH_LIMIT": number("WEBHOOK_DISPATCH_LIMIT", 5000),
+        "WEBHOOK_SENDING_TIMEOUT": number("WEBHOOK_SENDING_TIMEOUT", 300.0, float),
         "SIMULATOR_RECEIPTS": (env.get("SIMULATOR_RECEIPTS") or "true").strip().lower()
         not in {"0", "false", "no", "off"},
     }

@@ -179,15 +179,13 @@ def message_status_changed(message: Message, at: datetime | None = None) -> bool
         org = db.session.get(Organisation, message.organisation_id)
         return message_json(message, org.tz)
 
-    return emit(
-        MESSAGE_STATUS_CHANGED, message.organisation_id, data, rdv_id=message.rdv_id, at=at
-    )
+    return emit(MESSAGE_STATUS_CHANGED, message.organisation_id, data, rdv_id=message.rdv_id, at=at)
 
 
 def messages_status_changed(rows: Iterable, status: str, at: datetime) -> int:
     """``message.status_changed`` for many messages moved in one statement.
 
-    ``rows`` are ``(id, organisation_id)`` of the moved messages; only those of
+    ``rows`` start with ``(id, organisation_id)`` of the moved messages; only those of
     listening organisations are read again. Returns how many events.
     """
     if status not in REPORTED_STATUSES:
@@ -196,10 +194,13 @@ def messages_status_changed(rows: Iterable, status: str, at: datetime) -> int:
     if not rows:
         return 0
     listening = listening_organisations(MESSAGE_STATUS_CHANGED)
-    wanted = [mid for mid, org_id in rows if org_id in listening]
+    wanted = [row[0] for row in rows if row[1] in listening]
     if not wanted:
         return 0
-    orgs = {o.id: o for o in db.session.scalars(select(Organisation).where(Organisation.id.in_(listening)))}
+    orgs = {
+        o.id: o
+        for o in db.session.scalars(select(Organisation).where(Organisation.id.in_(listening)))
+    }
     endpoints_of = {oid: subscribed_endpoint_ids(oid, MESSAGE_STATUS_CHANGED) for oid in orgs}
     table = Message.__table__
     events = []

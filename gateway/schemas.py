@@ -149,7 +149,9 @@ def validate(model: type[BaseModel], data: Any, *, tz=None, also=None) -> BaseMo
         for name, message in also(data, result).items():
             fields.setdefault(name, message)
     if fields:
-        raise ValidationFailed("Requête invalide : " + ", ".join(sorted(fields)) + ".", fields=fields)
+        raise ValidationFailed(
+            "Requête invalide : " + ", ".join(sorted(fields)) + ".", fields=fields
+        )
     return result
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 
-from .errors import ValidationFailed
+from .errors import Conflict, ValidationFailed
 from .extensions import db
 from .models import Organisation, Usager
 from .phones import InvalidPhone, is_mobile, normalize_phone
@@ -66,6 +66,53 @@ def clean_usager_fields(data: dict) -> dict:
     if errors:
         raise ValidationFailed("L'usager n'a pas pu être enregistré.", fields=errors)
     return clean
+
+
+class UsagerExists(Conflict):
+    """A usager with the same name and mobile or email exists (SPEC section 5)."""
+
+    code = "usager_exists"
+
+    def __init__(self, existing: Usager):
+        super().__init__(
+            f"Cet usager existe déjà (n° {existing.id}) : même nom et même mobile ou e-mail. "
+            "Réutilisez-le, ou envoyez « allow_duplicate »: true pour en créer un autre.",
+        )
+        self.existing_id = existing.id
+
+    def as_json(self) -> dict:
+        body = super().as_json()
+        body["error"]["existing_id"] = self.existing_id
+        return body
+
+
+def find_duplicate_usager(
+    organisation: Organisation,
+    first_name: str,
+    last_name: str,
+    phone: str | None,
+    email: str | None,
+) -> Usager | None:
+    """The usager of ``organisation`` with the same name (case aside) and the same mobile
+    (E.164) or email, if any: the person is probably already known."""
+    contacts = []
+    if phone:
+        contacts.append(Usager.phone == phone)
+    if email:
+        contacts.append(func.lower(Usager.email) == email.strip().lower())
+    if not contacts or not first_name or not last_name:
+        return None
+    return db.session.scalar(
+        select(Usager)
+        .where(
+            Usager.organisation_id == organisation.id,
+            func.lower(Usager.first_name) == " ".join(first_name.split()).lower(),
+            func.lower(Usager.last_name) == " ".join(last_name.split()).lower(),
+            or_(*contacts),
+        )
+        .order_by(Usager.id)
+        .limit(1)
+    )
 
 
 def create_usager(organisation: Organisation, data: dict, commit: bool = True) -> Usager:

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +179,9 @@ def _wrap_unexpected(provider: str, exc: Exception) -> ProviderError:
 
 class _TimedProvider:
     name: str = "base"
+    # Called after every send with (provider name, "sms"/"email", seconds, accepted):
+    # the caller's metrics, without this package knowing about them.
+    observe: Callable[[str, str, float, bool], None] | None = None
 
     def _call(
         self, kind: str, reference: str, recipient: str, func: Any, message: Any
@@ -191,6 +195,8 @@ class _TimedProvider:
             error = _wrap_unexpected(self.name, exc)
             error.__cause__ = exc
         else:
+            if self.observe is not None:
+                self.observe(self.name, kind, time.monotonic() - started, True)
             logger.info(
                 "%s sent via %s ref=%s to=%s id=%s segments=%s in %.0f ms",
                 kind,
@@ -202,6 +208,8 @@ class _TimedProvider:
                 (time.monotonic() - started) * 1000,
             )
             return result
+        if self.observe is not None:
+            self.observe(self.name, kind, time.monotonic() - started, False)
         logger.warning(
             "%s not sent via %s ref=%s to=%s %s code=%s: %s in %.0f ms",
             kind,

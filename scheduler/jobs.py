@@ -50,7 +50,7 @@ from flask import Flask, current_app
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import selectinload
 
-from gateway import events
+from gateway import events, metrics
 from gateway.extensions import db
 from gateway.models import CHANNEL_SMS, Message, Organisation, Rdv, Usager
 from gateway.planning import plan_email_fallback, quiet_hours
@@ -120,6 +120,7 @@ def provider_for(app: Flask, channel: str, name: str):
                     provider = registry.email_provider(name, config, receipt_sink=sink)
             except ValueError as exc:
                 raise TransientProviderError(name, f"configuration: {exc}", "config") from exc
+            provider.observe = metrics.observe_send
             cache[key] = provider
     return provider
 

@@ -30,6 +30,7 @@ from gateway.extensions import db
 
 from .dispatch import dispatch_due, reconcile_stale
 from .queue import embedded_queue, enqueue, pending_jobs
+from .webhook_delivery import dispatch_webhooks, reconcile_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,17 @@ def tick(app: Flask, reconcile: bool = False) -> dict[str, int]:
         try:
             if reconcile:
                 done.update(reconcile_stale())
+                reclaimed = reconcile_webhooks()
+                if reclaimed:
+                    done["webhooks_reclaimed"] = reclaimed
             while pending_jobs(app) < max_pending:
                 count = dispatch_due(limit=limit)
                 done["queued"] += count
                 if count < limit:
                     break
+            webhooks = dispatch_webhooks()  # outbound webhooks: the outbox rows due now
+            if webhooks:
+                done["webhooks"] = webhooks
         finally:
             db.session.remove()
     return done
@@ -78,7 +85,7 @@ def run_forever(app: Flask, stop: threading.Event | None = None) -> None:
             done = tick(app, reconcile=reconcile)
             if reconcile:
                 last_reconcile = now
-            if done.get("queued"):
+            if done.get("queued") or done.get("webhooks"):
                 log.info("scheduler: %s", done)
         except Exception:  # the scheduler must outlive a bad tick
             log.exception("scheduler tick failed")

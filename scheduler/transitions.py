@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from gateway import events
+from gateway import events, metrics
 from gateway.extensions import db
 from gateway.models import Message, MessageStatusChange
 from gateway.timeutil import utcnow
@@ -46,6 +46,7 @@ def transition(
     if detail and new_status in (S.FAILED, S.UNDELIVERED, S.SKIPPED):
         message.last_error = detail
     db.session.add(MessageStatusChange(message=message, status=new_status, at=at, detail=detail))
+    metrics.message_status(new_status, message.channel, message.provider)
     events.message_status_changed(message, at)
     return True
 
@@ -53,6 +54,7 @@ def transition(
 def record_created(message: Message, at: datetime) -> None:
     """Record a new message's first status on its timeline."""
     db.session.add(MessageStatusChange(message=message, status=message.status, at=at))
+    metrics.message_status(message.status, message.channel, message.provider)
 
 
 # Statuses from which the scheduler may put a message back to ``scheduled``.
@@ -130,7 +132,7 @@ def bulk_transition(
             update(table)
             .where(table.c.id.in_(chunk), table.c.status.in_(sources))
             .values(**set_values)
-            .returning(table.c.id, table.c.organisation_id)
+            .returning(table.c.id, table.c.organisation_id, table.c.channel, table.c.provider)
         )
         moved_rows.extend(result.all())
     moved = [row[0] for row in moved_rows]
@@ -143,6 +145,7 @@ def bulk_transition(
                 for mid in moved
             ],
         )
+        metrics.messages_status(new_status, moved_rows)
         events.messages_status_changed(moved_rows, new_status, at)
     return moved
 

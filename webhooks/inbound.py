@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway import events
+from gateway import events, metrics
 from gateway.booking import cancel
 from gateway.errors import DomainError
 from gateway.extensions import db
@@ -144,6 +144,7 @@ def receive(sms: base.InboundSms) -> tuple[InboundSms, bool]:
         # The same SMS delivered twice at once: the other request stored it.
         db.session.rollback()
         return _stored(sms.provider, provider_message_id), False
+    metrics.inbound_sms(row.provider)
     _queue(row)
     return row, True
 

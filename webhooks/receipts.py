@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import JSON, bindparam, or_, select, text, update
 
-from gateway import events
+from gateway import events, metrics
 from gateway.extensions import db
 from gateway.models import (
     DeliveryEvent,
@@ -158,7 +158,7 @@ WITH listening AS (
     FROM m
     WHERE messages.id = m.id
       AND (m.moves OR (messages.provider_message_id IS NULL AND CAST(:pmid AS varchar) IS NOT NULL))
-    RETURNING messages.id
+    RETURNING messages.id, messages.channel, m.moves
 ), change AS (
     INSERT INTO message_status_changes (message_id, status, at, detail)
     SELECT id, CAST(:status AS varchar), CAST(:now AS timestamptz), CAST(:detail AS text)
@@ -170,7 +170,8 @@ WITH listening AS (
            CAST(:status AS varchar), CAST(:error_code AS varchar), m.moves,
            CAST(:raw AS json), CAST(:now AS timestamptz) FROM m
 )
-SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM m WHERE m.moves), (SELECT yes FROM listening)
+SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM m WHERE m.moves), (SELECT yes FROM listening),
+       (SELECT channel FROM updated WHERE moves)
 """).bindparams(bindparam("raw", type_=JSON), bindparam("now", type_=UTCDateTime()))  # noqa: E501
 # Statuses whose receipt has no follow-up (no fallback to plan, no multipart count).
 _FAST_STATUSES = frozenset({S.QUEUED, S.SENDING, S.SENT, S.DELIVERED})
@@ -214,9 +215,11 @@ def _apply_fast(receipt: Receipt, now: datetime) -> bool | None:
         "reported": receipt.status in events.REPORTED_STATUSES,
     }
     with db.engine.connect() as conn:
-        found, moved, _listening = (
+        found, moved, _listening, channel = (
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(_FAST_APPLY, params).one()
         )
+    if moved:
+        metrics.message_status(receipt.status, channel, receipt.provider)
     return bool(moved) if found else None
 
 
@@ -224,6 +227,7 @@ def apply_receipt(receipt: Receipt, now: datetime | None = None) -> bool:
     """Store, match and apply one receipt, and commit; True when the message's status changed."""
     now = now or utcnow()
     receipt = _bounded(receipt)
+    metrics.receipt(receipt.provider, receipt.status)
     if _fast_path_applies(receipt):
         changed = _apply_fast(receipt, now)
         if changed is not None:

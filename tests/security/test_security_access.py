@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from gateway.booking import book
 from gateway.extensions import db
-from gateway.models import Lieu, Motif, Rdv
+from gateway.models import Lieu, Motif, Rdv, WebhookEndpoint
 
 from ..factories import add_opening, make_agent, make_org, make_usager
 
@@ -25,8 +25,13 @@ PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=PARIS)
 
 # Routes anyone may call: operators' health check, login, public statistics,
-# usagers' cancellation links, providers' webhooks (signature-checked), assets.
-PUBLIC = re.compile(r"^(/health|/login|/stats|/stats\.json|/c/<[^>]+>|/webhooks/.*|/static/.*)$")
+# usagers' cancellation links, providers' webhooks (signature-checked), assets,
+# the API's OpenAPI document and its page, /metrics (bearer METRICS_TOKEN, 404 unset).
+PUBLIC = re.compile(
+    r"^(/health|/login|/stats|/stats\.json|/c/<[^>]+>|/webhooks/.*|/static/.*"
+    r"|/api/v1/openapi\.json|/api/docs|/metrics)$"
+)
+PUBLIC_DOCS = {"/api/v1/openapi.json", "/api/docs"}
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 
 
@@ -62,9 +67,23 @@ def victim(app, world):
     db.session.flush()
     add_opening(org, agent, lieu, [motif])
     usager = make_usager(org, first="Zoé", last="Confidentielle", phone="+33698765432")
+    endpoint = WebhookEndpoint(
+        organisation_id=org.id,
+        url="https://hooks.example.net/lapin",
+        events="rdv.created",
+        secret="whsec_c2VjcmV0",
+        enabled=False,
+    )
+    db.session.add(endpoint)
     db.session.commit()
     other = SimpleNamespace(
-        org=org, lieu=lieu, other_lieu=other_lieu, agent=agent, motif=motif, usager=usager
+        org=org,
+        lieu=lieu,
+        other_lieu=other_lieu,
+        agent=agent,
+        motif=motif,
+        usager=usager,
+        endpoint=endpoint,
     )
     rdv = book(
         other.org,
@@ -89,6 +108,7 @@ def _ids_of(victim) -> dict[str, int]:
         "message_id": victim.rdv.messages[0].id,
         "org_id": victim.org.id,
         "organisation_id": victim.org.id,
+        "endpoint_id": victim.endpoint.id,
     }
 
 
@@ -112,7 +132,7 @@ def _call(client, method, url, **kwargs):
 def test_the_allow_list_holds_only_public_surfaces(app):
     public = {rule.rule for rule, _ in routes(app, public=True)}
     assert "/health" in public and "/login" in public
-    assert not any(r.startswith(("/api/", "/rdvs", "/agenda")) for r in public)
+    assert not any(r.startswith(("/api/", "/rdvs", "/agenda")) for r in public - PUBLIC_DOCS)
 
 
 def test_anonymous_requests_are_refused_everywhere(app, client, victim):
@@ -172,6 +192,8 @@ def test_api_token_of_another_organisation_sees_nothing(app, client, world, vict
 
 
 def test_agent_of_another_organisation_gets_404(app, login, world, victim):
+    world.agent.is_admin = True  # admin pages too: an admin of another organisation
+    db.session.commit()
     values = _ids_of(victim)
     before = _snapshot()
     for rule, method in routes(app):
@@ -206,4 +228,7 @@ def _snapshot():
     return [
         (r.id, r.status, r.starts_at, r.lieu_id, r.cancelled_at)
         for r in db.session.scalars(select(Rdv).order_by(Rdv.id))
+    ] + [
+        (e.id, e.url, e.enabled)
+        for e in db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))
     ]

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from sqlalchemy import select
 
 from gateway.booking import book
 from gateway.extensions import db
@@ -54,7 +55,25 @@ def _values(world, rdv):
         "filename": "missing.css",
         "org_id": world.org.id,
         "organisation_id": world.org.id,
+        "endpoint_id": _disabled_endpoint(world).id,
     }
+
+
+def _disabled_endpoint(world):
+    from gateway.models import WebhookEndpoint
+
+    endpoint = db.session.scalar(select(WebhookEndpoint))
+    if endpoint is None:
+        endpoint = WebhookEndpoint(
+            organisation_id=world.org.id,
+            url="https://hooks.example.net/lapin",
+            events="rdv.created",
+            secret="whsec_c2VjcmV0",
+            enabled=False,
+        )
+        db.session.add(endpoint)
+        db.session.commit()
+    return endpoint
 
 
 def assert_security_headers(response, what):
@@ -109,6 +128,8 @@ def test_every_form_post_requires_a_csrf_token(csrf_app):
     from tests.factories import make_world
 
     world = make_world()
+    world.agent.is_admin = True  # the admins' forms are checked too
+    db.session.commit()
     rdv = book(
         world.org,
         motif_id=world.motif.id,
