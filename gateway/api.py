@@ -285,7 +285,9 @@ def show_rdv(rdv_id: int):
     body=sc.RdvPatch,
     answers={200: sc.RdvOut},
     errors=(404, 409),
-    description="Pending messages are cancelled, a moved message goes out, reminders are re-planned.",
+    description=(
+        "Pending messages are cancelled, a moved message goes out, reminders are re-planned."
+    ),
 )
 def update_rdv(rdv_id: int):
     rdv = get_rdv(g.organisation, rdv_id)

@@ -171,7 +171,7 @@ def rdv_changed(rdv, event_type: str, at: datetime | None = None) -> bool:
 
 
 def message_status_changed(message: Message, at: datetime | None = None) -> bool:
-    """``message.status_changed`` for one message (from :func:`scheduler.transitions.transition`)."""
+    """``message.status_changed`` for one message (:func:`scheduler.transitions.transition`)."""
     if message.status not in REPORTED_STATUSES:
         return False
 

@@ -178,7 +178,8 @@ def reminder_outcomes(rdv: Rdv, tz) -> str:
         )
         fallback = fallbacks.get(m.id)
         if fallback is not None:
-            text += f" → repli e-mail : {MESSAGE_STATUS_LABELS.get(fallback.status, fallback.status).lower()}"
+            label = MESSAGE_STATUS_LABELS.get(fallback.status, fallback.status)
+            text += f" → repli e-mail : {label.lower()}"
         parts.append(text)
     return " ; ".join(parts)
 

@@ -231,7 +231,7 @@ class WebhookPoster:
                 preload_content=False,
                 assert_same_host=False,
             )
-        except (urllib3.exceptions.TimeoutError, socket.timeout):
+        except (TimeoutError, urllib3.exceptions.TimeoutError):
             return WebhookResult(None, "timeout", time.monotonic() - started)
         except urllib3.exceptions.SSLError as exc:
             return WebhookResult(None, f"TLS: {exc}"[:300], time.monotonic() - started)
