@@ -22,7 +22,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/gateway init-db
 	$(BIN)/gateway seed-demo
-	$(BIN)/gateway run --host 127.0.0.1 --port 5000 --no-reload
+	WEBHOOK_ALLOW_PRIVATE=1 $(BIN)/gateway run --host 127.0.0.1 --port 5000 --no-reload
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

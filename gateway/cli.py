@@ -111,12 +111,75 @@ def create_api_token_command(name, org_id) -> None:
     click.echo(token)
 
 
+@click.command("create-webhook-endpoint")
+@click.argument("url")
+@click.option("--org", "org_id", type=int, required=True, help="Organisation id.")
+@click.option("--events", default=None, help="Comma list of event types (default: all).")
+@with_appcontext
+def create_webhook_endpoint_command(url, org_id, events) -> None:
+    """Register an outbound webhook URL; its whsec_ secret is printed alone on the last line."""
+    from .errors import ValidationFailed
+    from .models import Organisation
+    from .webhook_endpoints import create_endpoint
+
+    org = db.session.get(Organisation, org_id)
+    if org is None:
+        raise click.ClickException(f"organisation {org_id} introuvable")
+    chosen = [e.strip() for e in events.split(",") if e.strip()] if events else None
+    try:
+        endpoint, secret = create_endpoint(org, url, chosen)
+    except ValidationFailed as exc:
+        raise click.ClickException(
+            "; ".join(f"{name} : {text}" for name, text in exc.fields.items())
+        ) from None
+    click.echo(
+        f"# point de réception {endpoint.id} de l'organisation {org_id} : {endpoint.url}\n"
+        f"# événements : {', '.join(endpoint.event_types)}\n"
+        "# secret de signature (conservez-le, il ne sera plus affiché) :"
+    )
+    click.echo(secret)
+
+
+@click.command("replay-webhooks")
+@click.option("--event", "webhook_id", default=None, help="One event, by its webhook-id (msg_…).")
+@click.option("--from", "start", default=None, metavar="ISO8601", help="Start of a time range.")
+@click.option("--to", "end", default=None, metavar="ISO8601", help="End of the range (excluded).")
+@click.option("--org", "org_id", type=int, default=None, help="Only this organisation.")
+@click.option("--endpoint", "endpoint_id", type=int, default=None, help="Only to this endpoint.")
+@with_appcontext
+def replay_webhooks_command(webhook_id, start, end, org_id, endpoint_id) -> None:
+    """Send events again (one, or those of a time range); prints how many deliveries were queued.
+
+    Replays keep each event's webhook-id, so receivers can tell them from new events.
+    """
+    from .timeutil import UTC, parse_iso
+    from .webhook_endpoints import replay
+
+    if bool(webhook_id) == bool(start or end):
+        raise click.UsageError("donnez soit --event, soit --from et --to")
+    bounds = {}
+    if not webhook_id:
+        if not (start and end):
+            raise click.UsageError("--from et --to vont ensemble")
+        for name, value in (("start", start), ("end", end)):
+            try:
+                bounds[name] = parse_iso(value, UTC)
+            except ValueError:
+                raise click.BadParameter(f"date ISO 8601 attendue, reçu {value!r}") from None
+    count = replay(
+        webhook_id=webhook_id, organisation_id=org_id, endpoint_id=endpoint_id, **bounds
+    )
+    click.echo(count)
+
+
 def register_commands(app: Flask) -> None:
     for command in (
         init_db_command,
         seed_demo_command,
         create_agent_command,
         create_api_token_command,
+        create_webhook_endpoint_command,
+        replay_webhooks_command,
     ):
         app.cli.add_command(command)
     from scheduler.cli import commands

@@ -34,7 +34,7 @@ def seed_demo(now: datetime | None = None) -> list[str]:
         "Comptes agents (mot de passe " + DEMO_PASSWORD + ") :",
     ]
     for email, first, last in DEMO_AGENTS:
-        lines.append(f"  {email}")
+        lines.append(f"  {email}" + (" (admin)" if email == DEMO_AGENTS[0][0] else ""))
     lines.append("Ouvrez http://127.0.0.1:5000/login")
     return lines
 
@@ -64,6 +64,7 @@ def _create(now: datetime) -> Organisation:
     agents = []
     for email, first, last in DEMO_AGENTS:
         agent = Agent(organisation_id=org.id, email=email, first_name=first, last_name=last)
+        agent.is_admin = email == DEMO_AGENTS[0][0]  # manages the organisation's webhooks
         agent.set_password(DEMO_PASSWORD)
         agents.append(agent)
     db.session.add_all(agents)

@@ -73,6 +73,8 @@ def _test_config(database_url: str, instance) -> dict:
         "QUIET_HOURS": "20:00-08:00",
         "RATELIMIT_ENABLED": False,
         "PROVIDER_SETTINGS": {},
+        # Outbound webhooks go to receivers on 127.0.0.1 in tests.
+        "WEBHOOK_ALLOW_PRIVATE": True,
     }
 
 
