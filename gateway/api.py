@@ -342,7 +342,11 @@ def list_webhook_endpoints():
     ),
 )
 def create_webhook_endpoint():
-    params = validate(sc.WebhookEndpointIn, _json_body())
+    def url_refused(raw, _parsed) -> dict:
+        problem = webhook_endpoints.url_error(raw.get("url", ""))
+        return {"url": problem} if problem else {}
+
+    params = validate(sc.WebhookEndpointIn, _json_body(), also=url_refused)
     endpoint, secret = webhook_endpoints.create_endpoint(g.organisation, params.url, params.events)
     return {**webhook_endpoint_json(endpoint, g.organisation.tz), "secret": secret}, 201
 

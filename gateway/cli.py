@@ -166,9 +166,7 @@ def replay_webhooks_command(webhook_id, start, end, org_id, endpoint_id) -> None
                 bounds[name] = parse_iso(value, UTC)
             except ValueError:
                 raise click.BadParameter(f"date ISO 8601 attendue, reçu {value!r}") from None
-    count = replay(
-        webhook_id=webhook_id, organisation_id=org_id, endpoint_id=endpoint_id, **bounds
-    )
+    count = replay(webhook_id=webhook_id, organisation_id=org_id, endpoint_id=endpoint_id, **bounds)
     click.echo(count)
 
 

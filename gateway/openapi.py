@@ -32,6 +32,7 @@ ERROR_TEXT = {
     401: "Jeton manquant ou invalide.",
     404: "Introuvable dans l'organisation du jeton.",
     409: "Conflit avec l'état actuel (créneau pris, rdv annulé, usager existant…).",
+    413: "Corps trop gros (MAX_CONTENT_LENGTH, 256 Kio par défaut).",
     422: "Champs invalides : chacun est listé dans error.fields.",
 }
 
@@ -159,7 +160,7 @@ def _build(app: Flask, base_url: str) -> dict:
         else:
             op["security"] = []
         if spec["body"] is not None:
-            errors.update({400, 422})
+            errors.update({400, 413, 422})
         for status in sorted(errors):
             op["responses"][str(status)] = {"$ref": f"#/components/responses/E{status}"}
         paths.setdefault(path, {})[method] = op

@@ -28,15 +28,11 @@ from .timeutil import utcnow
 MAX_ENDPOINTS = 20
 
 
-def create_endpoint(
-    organisation: Organisation, url: str, events: list[str] | None = None
-) -> tuple[WebhookEndpoint, str]:
-    """Create and commit an endpoint; return it and its secret (shown once)."""
+def url_error(url) -> str | None:
+    """Why an endpoint URL is refused (French), or None: what delivery will check too."""
     config = current_app.config
-    fields: dict[str, str] = {}
-    unknown = [e for e in (events or []) if e not in EVENT_TYPES]
-    if unknown:
-        fields["events"] = "Événements inconnus : " + ", ".join(unknown) + "."
+    if not isinstance(url, str):
+        return "Texte attendu."
     try:
         check_endpoint(
             url,
@@ -44,7 +40,21 @@ def create_endpoint(
             allow_private=bool(config["WEBHOOK_ALLOW_PRIVATE"]),
         )
     except UnsafeUrl as exc:
-        fields["url"] = str(exc)
+        return str(exc)
+    return None
+
+
+def create_endpoint(
+    organisation: Organisation, url: str, events: list[str] | None = None
+) -> tuple[WebhookEndpoint, str]:
+    """Create and commit an endpoint; return it and its secret (shown once)."""
+    fields: dict[str, str] = {}
+    unknown = [e for e in (events or []) if e not in EVENT_TYPES]
+    if unknown:
+        fields["events"] = "Événements inconnus : " + ", ".join(unknown) + "."
+    problem = url_error(url)
+    if problem:
+        fields["url"] = problem
     count = db.session.scalar(
         select(db.func.count(WebhookEndpoint.id)).where(
             WebhookEndpoint.organisation_id == organisation.id

@@ -82,9 +82,9 @@ class WebhookReceiver:
             self.received.append(
                 Received(
                     lower["webhook-id"],
-                    payload["type"],
-                    payload["timestamp"],
-                    payload["data"],
+                    payload.get("type", ""),
+                    payload.get("timestamp", ""),
+                    payload.get("data"),
                     lower,
                 )
             )

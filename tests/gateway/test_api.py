@@ -16,6 +16,26 @@ PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=PARIS)
 
 
+@pytest.fixture(autouse=True)
+def answers_match_the_openapi_document(app):
+    """Every JSON answer of this file is checked against the OpenAPI document's schemas."""
+    from flask import request
+
+    from gateway.openapi import document
+
+    from .openapi_check import AnswerChecker
+
+    checker = AnswerChecker(document(app))
+
+    @app.after_request
+    def _check(response):
+        checker.check(request.method, request.path, response)
+        return response
+
+    yield checker
+    assert checker.problems == []
+
+
 @pytest.fixture
 def api(client, world):
     headers = {"Authorization": f"Bearer {world.token}"}
@@ -29,6 +49,9 @@ def api(client, world):
 
         def patch(self, path, json=None):
             return client.patch("/api/v1" + path, json=json, headers=headers)
+
+        def delete(self, path):
+            return client.delete("/api/v1" + path, headers=headers)
 
     with time_machine.travel(NOW, tick=False):
         yield Api()
@@ -246,3 +269,113 @@ def test_status_seen_only_after_start(api, world):
     with time_machine.travel(NOW + timedelta(days=5), tick=False):
         r = api.post(f"/rdvs/{rdv['id']}/status", {"status": "noshow"})
     assert r.status_code == 200 and r.json["status"] == "noshow"
+
+
+def test_every_invalid_field_is_reported_at_once(api, world):
+    r = api.post(
+        "/rdvs",
+        {"motif_id": "abc", "lieu_id": True, "usager_ids": "x", "starts_at": "demain"},
+    )
+    assert r.status_code == 422
+    assert set(r.json["error"]["fields"]) == {
+        "motif_id",
+        "lieu_id",
+        "agent_id",
+        "usager_ids",
+        "starts_at",
+    }
+    assert r.json["error"]["fields"]["agent_id"] == "Obligatoire."
+    r = api.get("/slots?motif_id=x&lieu_id=0&from=hier")
+    assert r.status_code == 422 and set(r.json["error"]["fields"]) == {
+        "motif_id",
+        "lieu_id",
+        "from",
+    }
+    r = api.patch("/rdvs/1", {"starts_at": "x", "agent_id": 3})
+    assert r.status_code in (404, 422)
+
+
+def test_same_usager_twice_is_409_unless_allowed(api, world):
+    body = {"first_name": "Nadia", "last_name": "Moreau", "phone": "06 12 34 56 70"}
+    first = api.post("/usagers", body)
+    assert first.status_code == 201
+    for twin in (
+        {**body, "first_name": "NADIA", "phone": "+33612345670"},
+        {"first_name": "Nadia", "last_name": "Moreau", "email": "n@example.org"}
+        | ({} if api.post("/usagers", {**body, "allow_duplicate": True}) else {}),
+    ):
+        r = api.post("/usagers", twin)
+        if "email" in twin:  # a different contact: a different person
+            assert r.status_code == 201
+            continue
+        assert r.status_code == 409, r.json
+        assert r.json["error"]["code"] == "usager_exists"
+        assert r.json["error"]["existing_id"] == first.json["id"]
+    by_email = api.post(
+        "/usagers", {"first_name": "Nadia", "last_name": "Moreau", "email": "N@example.org"}
+    )
+    assert by_email.status_code == 409
+    assert api.post("/usagers", {**body, "allow_duplicate": "yes"}).status_code == 422
+
+
+def test_rdvs_listed_by_pages_in_a_stable_order(api, world):
+    starts = ["2026-06-05T09:00:00+02:00", "2026-06-05T09:30:00+02:00", "2026-06-05T10:00:00+02:00"]
+    ids = []
+    for agent in (world.agent, world.other_agent):
+        for start in starts:
+            ids.append(
+                api.post("/rdvs", rdv_payload(world, agent_id=agent.id, starts_at=start)).json["id"]
+            )
+    expected = sorted(ids, key=lambda i: (starts.index(api.get(f"/rdvs/{i}").json["starts_at"]), i))
+    page = api.get("/rdvs?from=2026-06-05T00:00:00&to=2026-06-06T00:00:00&limit=4")
+    assert page.status_code == 200 and len(page.json["items"]) == 4
+    # A booking before the cursor does not shift the next page; one after it is included.
+    api.post("/rdvs", rdv_payload(world, starts_at="2026-06-05T11:00:00+02:00"))
+    later = api.get(
+        f"/rdvs?from=2026-06-05T00:00:00&to=2026-06-06T00:00:00&limit=4&cursor={page.json['next_cursor']}"
+    )
+    assert later.status_code == 200 and later.json["next_cursor"] is None
+    seen = [i["id"] for i in page.json["items"] + later.json["items"]]
+    assert seen[:6] == expected and len(seen) == 7 and len(set(seen)) == 7
+    assert all("messages" in item for item in page.json["items"])
+    api.post(f"/rdvs/{ids[0]}/cancel")
+    revoked = api.get("/rdvs?status=revoked").json["items"]
+    assert [r["id"] for r in revoked] == [ids[0]]
+    for bad in ("cursor=nope", "cursor=W10", "status=late", "limit=0", "limit=501", "from=x"):
+        r = api.get(f"/rdvs?{bad}")
+        assert r.status_code == 422 and bad.split("=")[0] in r.json["error"]["fields"], bad
+
+
+def test_webhook_endpoints_through_the_api(api, world):
+    r = api.post(
+        "/webhook-endpoints", {"url": "http://127.0.0.1:9/hook", "events": ["rdv.created"]}
+    )
+    assert r.status_code == 201 and r.json["secret"].startswith("whsec_")
+    assert r.json["events"] == ["rdv.created"] and r.json["enabled"] is True
+    listed = api.get("/webhook-endpoints").json["items"]
+    assert [e["id"] for e in listed] == [r.json["id"]] and "secret" not in listed[0]
+    everything = api.post("/webhook-endpoints", {"url": "https://93.184.216.34/lapin"})
+    assert everything.status_code == 201 and len(everything.json["events"]) == 7
+    bad = api.post("/webhook-endpoints", {"url": "ftp://x", "events": ["rdv.eaten"]})
+    assert bad.status_code == 422 and set(bad.json["error"]["fields"]) == {"url", "events"}
+    assert api.delete(f"/webhook-endpoints/{r.json['id']}").status_code == 204
+    assert api.delete(f"/webhook-endpoints/{r.json['id']}").status_code == 404
+    assert [e["id"] for e in api.get("/webhook-endpoints").json["items"]] == [everything.json["id"]]
+
+
+def test_webhook_endpoints_refuse_local_addresses_unless_allowed(app, api, world):
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = False
+    for url in (
+        "http://127.0.0.1/hook",
+        "http://localhost:8080/",
+        "http://10.0.0.5/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/",
+        "http://0x7f000001/",
+    ):
+        r = api.post("/webhook-endpoints", {"url": url})
+        assert r.status_code == 422 and "url" in r.json["error"]["fields"], url
+    app.config["PRODUCTION"] = True
+    r = api.post("/webhook-endpoints", {"url": "http://93.184.216.34/hook"})
+    assert r.status_code == 422 and "https" in r.json["error"]["fields"]["url"]
+    assert api.get("/webhook-endpoints").json["items"] == []

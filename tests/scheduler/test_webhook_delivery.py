@@ -121,8 +121,9 @@ def test_endpoint_down_then_up_every_event_once_in_order_per_rdv(
         expected = [w for w, r, _ in written if r == rdv_id]
         assert [i for i in ids if rdv_of[i] == rdv_id] == expected
     attempts = db.session.execute(
-        select(WebhookDelivery.outbox_id, WebhookDelivery.attempt, WebhookDelivery.status_code)
-        .order_by(WebhookDelivery.outbox_id, WebhookDelivery.attempt)
+        select(
+            WebhookDelivery.outbox_id, WebhookDelivery.attempt, WebhookDelivery.status_code
+        ).order_by(WebhookDelivery.outbox_id, WebhookDelivery.attempt)
     ).all()
     heads = {a.outbox_id for a in attempts if a.status_code == 503}
     assert len(heads) == 2
