@@ -158,7 +158,7 @@ WITH listening AS (
     FROM m
     WHERE messages.id = m.id
       AND (m.moves OR (messages.provider_message_id IS NULL AND CAST(:pmid AS varchar) IS NOT NULL))
-    RETURNING messages.id, messages.channel, m.moves
+    RETURNING messages.id, messages.channel, messages.provider, m.moves
 ), change AS (
     INSERT INTO message_status_changes (message_id, status, at, detail)
     SELECT id, CAST(:status AS varchar), CAST(:now AS timestamptz), CAST(:detail AS text)
@@ -171,7 +171,7 @@ WITH listening AS (
            CAST(:raw AS json), CAST(:now AS timestamptz) FROM m
 )
 SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM m WHERE m.moves), (SELECT yes FROM listening),
-       (SELECT channel FROM updated WHERE moves)
+       (SELECT channel FROM updated WHERE moves), (SELECT provider FROM updated WHERE moves)
 """).bindparams(bindparam("raw", type_=JSON), bindparam("now", type_=UTCDateTime()))  # noqa: E501
 # Statuses whose receipt has no follow-up (no fallback to plan, no multipart count).
 _FAST_STATUSES = frozenset({S.QUEUED, S.SENDING, S.SENT, S.DELIVERED})
@@ -215,11 +215,11 @@ def _apply_fast(receipt: Receipt, now: datetime) -> bool | None:
         "reported": receipt.status in events.REPORTED_STATUSES,
     }
     with db.engine.connect() as conn:
-        found, moved, _listening, channel = (
+        found, moved, _listening, channel, provider = (
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(_FAST_APPLY, params).one()
         )
     if moved:
-        metrics.message_status(receipt.status, channel, receipt.provider)
+        metrics.message_status(receipt.status, channel, provider)
     return bool(moved) if found else None
 
 
