@@ -36,7 +36,7 @@ def index():
     org = current_user.organisation
     endpoints = endpoints_of(org)
     by_id = {e.id: e for e in endpoints}
-    chosen = request.args.get("endpoint", "")
+    chosen = request.args.get("point", "")
     query = (
         select(WebhookDelivery, WebhookEvent.type, WebhookEvent.webhook_id)
         .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)

@@ -72,3 +72,55 @@ def test_create_api_token_prints_the_token_alone_on_the_last_line(runner, world,
 def test_init_db_is_repeatable(runner):
     result = runner.invoke(args=["init-db"])
     assert result.exit_code == 0, result.output
+
+
+def test_create_webhook_endpoint_prints_the_secret_last_and_replay(runner, world):
+    from sqlalchemy import select
+
+    from gateway.models import WebhookEndpoint, WebhookEvent, WebhookOutbox
+
+    result = runner.invoke(
+        args=[
+            "create-webhook-endpoint",
+            "http://127.0.0.1:9/hook",
+            "--org",
+            str(world.org.id),
+            "--events",
+            "rdv.created,rdv.cancelled",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    secret = result.output.strip().splitlines()[-1]
+    endpoint = db.session.scalar(select(WebhookEndpoint))
+    assert secret.startswith("whsec_") and endpoint.secret == secret
+    assert endpoint.event_types == ["rdv.created", "rdv.cancelled"]
+    refused = runner.invoke(
+        args=["create-webhook-endpoint", "ftp://x", "--org", str(world.org.id), "--events", "nope"]
+    )
+    assert refused.exit_code != 0 and "url" in refused.output and "events" in refused.output
+
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from gateway.booking import book
+
+    rdv = book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[world.usager.id],
+        starts_at=(datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=7)).replace(
+            hour=10, minute=0, second=0, microsecond=0
+        ),
+    )
+    event = db.session.scalar(select(WebhookEvent))
+    assert event.type == "rdv.created" and event.rdv_id == rdv.id
+    one = runner.invoke(args=["replay-webhooks", "--event", event.webhook_id])
+    assert one.exit_code == 0 and one.output.strip() == "1"
+    start = (event.occurred_at - timedelta(minutes=1)).isoformat()
+    end = (event.occurred_at + timedelta(minutes=1)).isoformat()
+    ranged = runner.invoke(args=["replay-webhooks", "--from", start, "--to", end])
+    assert ranged.exit_code == 0 and ranged.output.strip() == "1"
+    assert len(db.session.scalars(select(WebhookOutbox)).all()) == 3
+    assert runner.invoke(args=["replay-webhooks"]).exit_code != 0
