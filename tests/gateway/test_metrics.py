@@ -79,7 +79,7 @@ def test_values_after_a_known_sequence(app, app_config, client, world, receiver)
     }
     before = {key: value(name, **labels) for key, (name, labels) in names.items()}
     with time_machine.travel(MORNING, tick=False) as clock:
-        endpoint, secret = create_endpoint(world.org, receiver.url, ["rdv.created"])
+        _, secret = create_endpoint(world.org, receiver.url, ["rdv.created"])
         receiver.secret = secret
         first = book_for(world, sms_usager(world), days=3)
         book_for(world, sms_usager(world, phone="+33622222222"), days=3, hour=11)

@@ -19,7 +19,6 @@ from providers.webhook import (
     new_secret,
     signed_headers,
 )
-
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 
