@@ -41,6 +41,7 @@ BENCHMARKS = {
     "growth": "bench.growth",
     "burst": "bench.reminder_burst",
     "receipts": "bench.receipt_storm",
+    "webhooks": "bench.webhooks_out",
 }
 
 

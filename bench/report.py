@@ -150,6 +150,31 @@ def goals(metrics: dict[str, float]) -> list[Goal]:
             met,
         )
     )
+    ratio = metrics.get("webhooks.booking_p95_ratio")
+    out.append(
+        Goal(
+            "Booking with 3 webhook endpoints vs none (p95)",
+            "≤ 1.10×",
+            "not run" if ratio is None else f"{ratio:.2f}×",
+            None if ratio is None else ratio <= 1.10,
+        )
+    )
+    events = max(
+        (
+            metrics[k]
+            for k in ("webhooks.events_per_s.1", "webhooks.events_per_s.2")
+            if k in metrics
+        ),
+        default=None,
+    )
+    out.append(
+        Goal(
+            "Webhook delivery to a receiver answering in 100 ms",
+            "≥ 500 events/s",
+            "not run" if events is None else f"{fmt(events)} events/s (best of 1 and 2 workers)",
+            None if events is None else events >= 500,
+        )
+    )
     return out
 
 

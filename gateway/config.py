@@ -148,8 +148,8 @@ def _pipeline_settings(env: Mapping[str, str]) -> dict:
         # requests per worker, rows per delivery job and per dispatch round, seconds
         # before a row claimed by a dead job is due again.
         "WEBHOOK_TIMEOUT": number("WEBHOOK_TIMEOUT", 10.0, float),
-        "WEBHOOK_CONCURRENCY": number("WEBHOOK_CONCURRENCY", 64),
-        "WEBHOOK_BATCH_SIZE": number("WEBHOOK_BATCH_SIZE", 100),
+        "WEBHOOK_CONCURRENCY": number("WEBHOOK_CONCURRENCY", 100),
+        "WEBHOOK_BATCH_SIZE": number("WEBHOOK_BATCH_SIZE", 200),
         "WEBHOOK_DISPATCH_LIMIT": number("WEBHOOK_DISPATCH_LIMIT", 5000),
         "WEBHOOK_SENDING_TIMEOUT": number("WEBHOOK_SENDING_TIMEOUT", 300.0, float),
         "SIMULATOR_RECEIPTS": (env.get("SIMULATOR_RECEIPTS") or "true").strip().lower()

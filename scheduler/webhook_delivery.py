@@ -35,11 +35,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app, render_template
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from gateway.extensions import db
@@ -216,13 +216,32 @@ def deliver_job(outbox_ids: list[int]) -> dict[str, int]:
         for r in rows
     ]
     concurrency = max(1, int(app.config["WEBHOOK_CONCURRENCY"]))
+    counts: dict[str, int] = {}
     if concurrency == 1 or len(requests) == 1:
-        results = [poster.post(req) for req in requests]
+        pairs = [(row, poster.post(req)) for row, req in zip(rows, requests, strict=True)]
+        _add(counts, record_results(pairs, utcnow()))
     else:
-        results = list(_pool(concurrency).map(poster.post, requests))
-    counts = record_results(list(zip(rows, results, strict=True)), utcnow())
+        # Written back as answers come, in chunks: a slow receiver does not hold back
+        # the record of the others, and a killed worker leaves few rows to redo.
+        pool = _pool(concurrency)
+        futures = {
+            pool.submit(poster.post, req): row for row, req in zip(rows, requests, strict=True)
+        }
+        done: list[tuple] = []
+        for future in as_completed(futures):
+            done.append((futures[future], future.result()))
+            if len(done) >= concurrency:
+                _add(counts, record_results(done, utcnow()))
+                done = []
+        if done:
+            _add(counts, record_results(done, utcnow()))
     log.info("webhook deliveries: %s", counts)
     return counts
+
+
+def _add(total: dict[str, int], more: dict[str, int]) -> None:
+    for key, n in more.items():
+        total[key] = total.get(key, 0) + n
 
 
 def _outcome(result: WebhookResult) -> str:
@@ -259,27 +278,45 @@ def record_results(pairs: list[tuple], now: datetime) -> dict[str, int]:
                 "at": now,
             }
         )
-        values = {
-            "attempts": attempt,
-            "last_status_code": result.status_code,
-            "last_error": (result.error or None) and result.error[:300],
-            "claimed_at": None,
-        }
+        error = (result.error or None) and result.error[:300]
         if result.ok:
-            values.update(status=DELIVERED, completed_at=now)
+            status, next_at, completed = DELIVERED, None, now
         elif retry_delay(attempt) is None:
-            values.update(status=FAILED, completed_at=now)
+            status, next_at, completed = FAILED, None, now
         else:
-            values.update(status=PENDING, next_attempt_at=now + retry_delay(attempt))
-        updates.append((row.id, values))
+            status, next_at, completed = PENDING, now + retry_delay(attempt), None
+        updates.append(
+            {
+                "b_id": row.id,
+                "b_attempts": attempt,
+                "b_code": result.status_code,
+                "b_error": error,
+                "b_status": status,
+                "b_next": next_at,
+                "b_completed": completed,
+            }
+        )
         health[row.endpoint_id] = health.get(row.endpoint_id, False) or result.ok
     db.session.execute(insert(WebhookDelivery.__table__), attempts)
-    for outbox_id, values in updates:
-        db.session.execute(
-            update(_outbox)
-            .where(_outbox.c.id == outbox_id, _outbox.c.status == SENDING)
-            .values(**values)
+    # One executemany: only rows still claimed change (a reconciled row is not overwritten).
+    db.session.execute(
+        update(_outbox)
+        .where(_outbox.c.id == bindparam("b_id"), _outbox.c.status == SENDING)
+        .values(
+            attempts=bindparam("b_attempts"),
+            last_status_code=bindparam("b_code"),
+            last_error=bindparam("b_error"),
+            status=bindparam("b_status"),
+            claimed_at=None,
+            next_attempt_at=func.coalesce(
+                bindparam("b_next", type_=_outbox.c.next_attempt_at.type),
+                _outbox.c.next_attempt_at,
+            ),
+            completed_at=bindparam("b_completed", type_=_outbox.c.completed_at.type),
         )
+        .execution_options(synchronize_session=False),
+        updates,
+    )
     for endpoint_id, worked in health.items():
         _endpoint_health(endpoint_id, worked, now)
     db.session.commit()
