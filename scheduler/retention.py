@@ -8,7 +8,10 @@ cancelled through what — and drops what identifies or describes a person:
   HTML body replaced by :data:`ANONYMISED`, recipient masked, phone numbers and
   emails masked in the last error and in the status-change details;
 * inbound SMS: body replaced by the marker, raw payload dropped, sender masked;
-* delivery events (receipts): raw payload dropped.
+* delivery events (receipts): raw payload dropped;
+* outbound webhook events (their JSON holds names, numbers, message texts'
+  recipients): deleted with their deliveries and attempts, once none is
+  still waiting to go.
 
 The job is idempotent (an anonymised row is recognised and left alone) and
 batched: rows are walked by primary key, ``batch_size`` at a time, each batch
@@ -25,11 +28,18 @@ from datetime import UTC, datetime, timedelta
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from gateway.extensions import db
 from gateway.log_privacy import mask_personal_data
-from gateway.models import DeliveryEvent, InboundSms, Message, MessageStatusChange
+from gateway.models import (
+    DeliveryEvent,
+    InboundSms,
+    Message,
+    MessageStatusChange,
+    WebhookEvent,
+    WebhookOutbox,
+)
 from gateway.phones import mask_phone
 from gateway.timeutil import parse_iso, require_aware, utcnow
 from providers import status as message_status
@@ -51,10 +61,11 @@ class RetentionReport:
     messages: int = 0
     inbound_sms: int = 0
     delivery_events: int = 0
+    webhook_events: int = 0
 
     @property
     def total(self) -> int:
-        return self.messages + self.inbound_sms + self.delivery_events
+        return self.messages + self.inbound_sms + self.delivery_events + self.webhook_events
 
 
 def mask_recipient(recipient: str | None) -> str:
@@ -160,6 +171,28 @@ def _anonymise_events(cutoff: datetime, batch_size: int, dry_run: bool) -> int:
     return done
 
 
+def _delete_webhook_events(cutoff: datetime, batch_size: int, dry_run: bool) -> int:
+    waiting = (
+        select(WebhookOutbox.id)
+        .where(
+            WebhookOutbox.event_id == WebhookEvent.id,
+            WebhookOutbox.status.in_(("pending", "sending")),
+        )
+        .exists()
+    )
+    query = select(WebhookEvent.id).where(WebhookEvent.occurred_at < cutoff, ~waiting)
+    done = 0
+    for rows in _batches(query, WebhookEvent.id, batch_size):
+        ids = [row.id for row in rows]
+        done += len(ids)
+        if dry_run or not ids:
+            continue
+        # Their outbox rows and attempts go with them (ON DELETE CASCADE).
+        db.session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(ids)))
+        db.session.commit()
+    return done
+
+
 def anonymise_old(
     now: datetime | None = None,
     older_than: timedelta | None = None,
@@ -184,6 +217,7 @@ def anonymise_old(
         messages=_anonymise_messages(cutoff, batch_size, dry_run),
         inbound_sms=_anonymise_inbound(cutoff, batch_size, dry_run),
         delivery_events=_anonymise_events(cutoff, batch_size, dry_run),
+        webhook_events=_delete_webhook_events(cutoff, batch_size, dry_run),
     )
     db.session.rollback()  # a dry run leaves no transaction open
     log.info(
@@ -217,3 +251,7 @@ def retention_command(dry_run: bool, at: str | None) -> None:
     click.echo(f"messages {verb} : {report.messages}")
     click.echo(f"SMS reçus {verb} : {report.inbound_sms}")
     click.echo(f"accusés de réception {verb} : {report.delivery_events}")
+    click.echo(
+        f"événements de webhooks {'à supprimer' if dry_run else 'supprimés'} : "
+        f"{report.webhook_events}"
+    )

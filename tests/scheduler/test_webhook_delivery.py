@@ -282,3 +282,19 @@ def test_only_subscribed_types_and_endpoints_of_the_organisation(app, world, clo
     cancel(rdv, via="agent", agent=world.agent)
     deliver_all(app)
     assert [e.type for e in receiver.events()] == ["rdv.cancelled"]
+
+
+def test_retention_deletes_old_events_once_delivered(app, world, clock, receiver):
+    from scheduler.retention import anonymise_old
+
+    subscribe(world, receiver, ["rdv.created"])
+    book_for(world, sms_usager(world), days=3)
+    deliver_all(app)
+    receiver.mode = "down"
+    book_for(world, sms_usager(world, phone="+33622222222"), days=3, hour=11)
+    deliver_all(app)  # this one waits for its retry
+    report = anonymise_old(utcnow() + timedelta(days=200), dry_run=True)
+    assert report.webhook_events == 1
+    assert anonymise_old(utcnow() + timedelta(days=200)).webhook_events == 1
+    left = db.session.scalars(select(Outbox.status)).all()
+    assert left == ["pending"] and db.session.scalar(select(func.count(WebhookDelivery.id))) == 1
