@@ -1,4 +1,4 @@
-"""gunicorn settings of the ``web`` process (Procfile: ``gunicorn -c python:gateway.gunicorn_config``).
+"""gunicorn settings of the ``web`` process (``gunicorn -c python:gateway.gunicorn_config``).
 
 Only what Prometheus's multiprocess mode needs: when ``PROMETHEUS_MULTIPROC_DIR``
 is set, a gunicorn worker that exits has its live gauges dropped from the
