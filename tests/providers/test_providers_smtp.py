@@ -3,61 +3,24 @@ from email import message_from_bytes, policy
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from providers.base import OutboundEmail, PermanentProviderError, TransientProviderError
 from providers.smtp import SmtpEmail, build_ics
+from tests.fakes.smtp_server import FakeSmtp
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
-class Recorder:
-    """aiosmtpd handler: refuses magic recipients, keeps accepted messages."""
-
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("gone@"):
-            return "550 5.1.1 No such user"
-        if address.startswith("later@"):
-            return "451 4.3.0 Try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 Message accepted"
+@pytest.fixture
+def smtp_server():
+    with FakeSmtp() as relay:
+        yield relay, relay.port
 
 
 @pytest.fixture
-def smtp_server(unused_tcp_port):
-    handler = Recorder()
-    controller = Controller(handler, hostname="127.0.0.1", port=unused_tcp_port)
-    controller.start()
-    yield handler, unused_tcp_port
-    controller.stop()
-
-
-@pytest.fixture
-def smtp_server_with_auth(unused_tcp_port):
-    def authenticator(server, session, envelope, mechanism, auth_data):
-        ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"pw"
-        # handled=False: let aiosmtpd answer 535 itself on failure.
-        return AuthResult(success=ok, handled=False)
-
-    handler = Recorder()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=unused_tcp_port,
-        authenticator=authenticator,
-        auth_require_tls=False,
-    )
-    controller.start()
-    yield handler, unused_tcp_port
-    controller.stop()
+def smtp_server_with_auth():
+    with FakeSmtp(credentials=("lapin", "pw")) as relay:
+        yield relay, relay.port
 
 
 def _ics():
