@@ -133,6 +133,33 @@ def test_server_without_starttls_is_transient(smtp_server):
     assert info.value.code == "smtp"
 
 
+# --- no resend: a connection lost after the DATA ----------------------------
+
+ONE_RECIPIENT = OutboundEmail(
+    reference="msg-43", to="lea@example.org", subject="Votre rendez-vous", text="Bonjour"
+)
+
+
+def test_smtp_writes_once_when_the_relay_closes_before_answering_the_data():
+    with FakeSmtp() as relay:
+        relay.mode = "drop_after_data"
+        with pytest.raises(TransientProviderError) as info:
+            SmtpEmail("127.0.0.1", relay.port, timeout=5).send_email(ONE_RECIPIENT)
+        assert info.value.code == "connection"
+        assert [e.rcpt_tos for e in relay.envelopes] == [["lea@example.org"]]
+
+
+@pytest.mark.parametrize("mode", ["drop_at_quit", "error_at_quit"])
+def test_smtp_email_accepted_by_the_relay_is_sent_whatever_happens_at_quit(mode):
+    with FakeSmtp() as relay:
+        relay.mode = mode
+        result = SmtpEmail("127.0.0.1", relay.port, timeout=5).send_email(ONE_RECIPIENT)
+        assert result.provider == "smtp" and result.provider_message_id
+        (envelope,) = relay.envelopes
+        assert envelope.rcpt_tos == ["lea@example.org"]
+        assert relay.quits == 1
+
+
 # --- build_ics -------------------------------------------------------------
 
 
