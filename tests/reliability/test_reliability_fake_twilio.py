@@ -96,8 +96,9 @@ def test_wrong_credentials_are_refused(fake):
 
 def test_drop_mode_reads_the_send_and_closes_without_answering(fake):
     fake.mode = "drop"
-    with pytest.raises(TransientProviderError):
+    with pytest.raises(TransientProviderError) as info:
         _adapter(fake).send_sms(SMS)
+    assert info.value.code == "no_answer"
     assert [r.mode for r in fake.requests] == ["drop"]
     assert fake.posts_by_ref() == {"42": 1} and fake.accepted == []
 
