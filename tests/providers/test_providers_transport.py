@@ -12,10 +12,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from providers.base import OutboundSms, TransientProviderError
+from providers.base import OutboundSms, SmsProvider, TransientProviderError
+from providers.registry import sms_provider
 from providers.transport import AnswerLost, ResendRefused, SingleSendAdapter
-from providers.twilio import TwilioSms
-from providers.vonage import VonageSms
 from tests.fakes.twilio_server import FakeTwilio
 
 SMS = OutboundSms(reference="msg-42", to="+33612345678", body="RDV PMI mar. 24/11 14h30")
@@ -27,18 +26,13 @@ def fake_twilio():
         yield fake
 
 
-def _twilio(fake: FakeTwilio) -> TwilioSms:
-    return TwilioSms(
-        fake.account_sid,
-        fake.auth_token,
-        from_number="+33700000000",
-        api_base_url=fake.base_url,
-        status_callback_url="https://lapin.test/webhooks/twilio/status",
-    )
+def _twilio(fake: FakeTwilio) -> SmsProvider:
+    """The adapter as the gateway builds it from the environment, pointed at the fake."""
+    return sms_provider("twilio", fake.settings, "https://lapin.test/webhooks/twilio/status")
 
 
-def _vonage(fake) -> VonageSms:
-    return VonageSms(fake.api_key, fake.api_secret, from_="LAPIN", rest_host=fake.rest_host)
+def _vonage(fake) -> SmsProvider:
+    return sms_provider("vonage", fake.settings)
 
 
 def test_vonage_posts_once_when_the_connection_closes_before_the_answer(fake_vonage):
