@@ -9,10 +9,11 @@ Alternating blocks share the same database growth and machine noise; the
 figure is the ratio of the p95 latencies.
 
 Delivery: the outbox holds N events (an rdv's JSON, about 1 KB each, one
-event per rdv) for one endpoint, a local receiver (``bench/fake_receiver.py``,
-one asyncio process) verifies each signature with ``standardwebhooks`` and
-answers 204 after 100 ms. ``gateway worker`` processes (1, then 2; default
-``WEBHOOK_CONCURRENCY`` and ``WEBHOOK_BATCH_SIZE``) deliver what
+event per rdv) for one endpoint, a local receiver
+(``tests/fakes/webhook_receiver.py`` in its own process, asyncio) verifies
+each signature with ``standardwebhooks`` and answers 204 after 100 ms.
+``gateway worker`` processes (1, then 2; default ``WEBHOOK_CONCURRENCY`` and
+``WEBHOOK_BATCH_SIZE``) deliver what
 ``scheduler.webhook_delivery.dispatch_webhooks`` claims, called every 0.2 s
 in the benchmark process as the scheduler would; the clock stops when every
 outbox row is ``delivered`` in the database.
@@ -20,8 +21,10 @@ outbox row is ``delivered`` in the database.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
 from sqlalchemy import text
@@ -33,11 +36,13 @@ from .common import (
     Table,
     bin_path,
     flush_redis,
+    free_port,
     gateway_env,
     latency_row,
     log_tail,
     make_app,
     percentile,
+    port_open,
     process,
     reset_schema,
     wait_for,
@@ -159,8 +164,19 @@ def _sample_rdv(i: int) -> dict:
     }
 
 
+@contextmanager
+def _receiver(ctx: Context, secret: str, delay: float):
+    """The fake receiver in its own process for the block; yields its base URL."""
+    port = free_port()
+    args = [sys.executable, "-m", "tests.fakes.webhook_receiver", "--port", str(port)]
+    args += ["--delay", str(delay), "--secret", secret]
+    with process(args, dict(os.environ), "fake-webhook-receiver", ctx) as proc:
+        wait_for(lambda: proc.poll() is None and port_open(port), 20, what="the fake receiver")
+        yield f"http://127.0.0.1:{port}"
+
+
 def _delivery(ctx: Context, workers: int, n: int, time_limit: float) -> list:
-    from . import fake_receiver
+    from tests.fakes.webhook_receiver import stats
 
     reset_schema(ctx)
     app = make_app(ctx, WEBHOOK_ALLOW_PRIVATE=True)
@@ -212,7 +228,7 @@ def _delivery(ctx: Context, workers: int, n: int, time_limit: float) -> list:
             )
         db.session.commit()
         with ExitStack() as stack:
-            base_url = stack.enter_context(fake_receiver.running(ctx, secret, delay=DELAY))
+            base_url = stack.enter_context(_receiver(ctx, secret, DELAY))
             db.session.execute(
                 text("UPDATE webhook_endpoints SET url = :url"), {"url": base_url + "/hook"}
             )
@@ -251,7 +267,7 @@ def _delivery(ctx: Context, workers: int, n: int, time_limit: float) -> list:
                 )
                 db.session.commit()
             elapsed = time.perf_counter() - started
-            received = fake_receiver.stats(base_url)
+            received = stats(base_url)
         db.session.remove()
         db.engine.dispose()
     flush_redis(ctx)

@@ -1,21 +1,30 @@
-"""A business tool's webhook receiver, run in the test process on 127.0.0.1.
+"""A business tool's webhook receiver, for the tests and the webhook benchmark.
 
-It verifies every request with the ``standardwebhooks`` library (what a real
-receiver would use) and records what it got. ``mode`` decides its answer:
-``up`` (204 after ``delay`` seconds), ``down`` (503), ``slow`` (sleeps longer
-than the sender's timeout). Requests whose signature does not verify are
-answered 400 and recorded in ``rejected``.
+Every POST is verified with the ``standardwebhooks`` library (what a real
+receiver would use) and recorded. ``mode`` decides the answer: ``up`` (204
+after ``delay`` seconds), ``down`` (503), ``slow`` (answers after 2 s, longer
+than the sender's timeout in the tests). A request whose signature does not
+verify is answered 400 and recorded in ``rejected``. ``GET /_stats`` returns
+``{"requests", "received", "distinct", "bad_signatures"}``: ``received -
+distinct`` counts events delivered twice (same ``webhook-id``).
+
+In the tests it runs in a thread (``WebhookReceiver(secret)``); the benchmark
+runs it in its own process: ``python -m tests.fakes.webhook_receiver --port 0
+--delay 0.1 --secret whsec_…``.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import threading
-import time
+import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from ._http import FakeHttpServer, HttpRequest, HttpResponse
 
 
 @dataclass
@@ -23,81 +32,114 @@ class Received:
     webhook_id: str
     type: str
     timestamp: str
-    data: dict
+    data: dict | None
     headers: dict = field(default_factory=dict)
 
 
-class WebhookReceiver:
-    def __init__(self, secret: str | None = None, delay: float = 0.0):
+class WebhookReceiver(FakeHttpServer):
+    name = "fake-webhook-receiver"
+
+    def __init__(
+        self,
+        secret: str | None = None,
+        delay: float = 0.0,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        keep: bool = True,
+        start: bool = True,
+    ):
+        super().__init__(host, port)
         self.secret = secret
         self.delay = delay
+        self.keep = keep  # keep each request (tests); the benchmark only counts
         self.mode = "up"
         self.received: list[Received] = []
         self.rejected: list[dict] = []
         self.calls = 0
+        self.ids: set[str] = set()
+        self.count = 0
         self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                status = receiver._handle(body, dict(self.headers.items()))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        if start:
+            self.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/lapin"
+        return self.base_url + "/hooks/lapin"
 
-    def _handle(self, body: bytes, headers: dict) -> int:
+    async def respond(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "GET" and request.path == "/_stats":
+            return HttpResponse(200, self.stats())
         with self._lock:
             self.calls += 1
             mode = self.mode
         if mode == "down":
-            return 503
+            return HttpResponse(503, {})
         if mode == "slow":
-            time.sleep(2.0)
+            await asyncio.sleep(2.0)
         elif self.delay:
-            time.sleep(self.delay)
+            await asyncio.sleep(self.delay)
         try:
-            payload = Webhook(self.secret).verify(body, headers)
+            payload = Webhook(self.secret).verify(request.body, request.headers)
         except (WebhookVerificationError, ValueError) as exc:
             with self._lock:
-                self.rejected.append({"error": str(exc), "headers": headers})
-            return 400
-        lower = {k.lower(): v for k, v in headers.items()}
+                self.rejected.append({"error": str(exc), "headers": request.headers})
+            return HttpResponse(400, {})
+        webhook_id = request.headers["webhook-id"]
         with self._lock:
-            self.received.append(
-                Received(
-                    lower["webhook-id"],
-                    payload.get("type", ""),
-                    payload.get("timestamp", ""),
-                    payload.get("data"),
-                    lower,
+            self.count += 1
+            self.ids.add(webhook_id)
+            if self.keep:
+                self.received.append(
+                    Received(
+                        webhook_id,
+                        payload.get("type", ""),
+                        payload.get("timestamp", ""),
+                        payload.get("data"),
+                        dict(request.headers),
+                    )
                 )
-            )
-        return 204
+        return HttpResponse(204, b"")
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {
+                "requests": self.calls,
+                "received": self.count,
+                "distinct": len(self.ids),
+                "bad_signatures": len(self.rejected),
+            }
 
     def events(self, type_prefix: str = "") -> list[Received]:
         with self._lock:
             return [r for r in self.received if r.type.startswith(type_prefix)]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.stop()
 
-    @staticmethod
-    def parse(body: str) -> dict:
-        return json.loads(body)
+
+def stats(base_url: str) -> dict:
+    """What a receiver running in another process has received (``GET /_stats``)."""
+    with urllib.request.urlopen(base_url + "/_stats", timeout=10) as response:
+        return json.load(response)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--delay", type=float, default=0.1, help="seconds before every answer")
+    parser.add_argument("--secret", required=True)
+    args = parser.parse_args(argv)
+    receiver = WebhookReceiver(
+        args.secret, args.delay, host=args.host, port=args.port, keep=False, start=False
+    )
+
+    def ready(server: WebhookReceiver) -> None:
+        print(f"fake webhook receiver on {server.base_url}", flush=True)
+
+    receiver.serve_forever(on_ready=ready)
+
+
+if __name__ == "__main__":
+    main()

@@ -136,7 +136,7 @@ def test_loopback_is_never_called_without_allow_private(receiver):
 
 def test_dns_rebinding_is_checked_at_delivery(receiver):
     """A name that resolved to a public address when registered, and to loopback later."""
-    port = receiver.server.server_address[1]
+    port = receiver.port
     url = f"http://hooks.example.org:{port}/hook"
     rebinding = resolver_of("93.184.216.34", "127.0.0.1")
     check_endpoint(url, require_https=False, allow_private=False, resolver=rebinding)
@@ -148,7 +148,7 @@ def test_dns_rebinding_is_checked_at_delivery(receiver):
 
 def test_the_connection_goes_to_the_address_that_was_checked(receiver):
     """The name is resolved once per delivery and the socket goes to that address."""
-    port = receiver.server.server_address[1]
+    port = receiver.port
     url = f"http://hooks.example.org:{port}/hook"
     once = resolver_of("127.0.0.1")
     poster = WebhookPoster(allow_private=True, require_https=False, resolver=once)
