@@ -66,6 +66,25 @@ def _world(db):
     return org, lieu, motif, token
 
 
+def create_usagers(client, headers: dict, n: int) -> list[int]:
+    """``n`` usagers with a mobile and an email, through the API; their ids."""
+    ids = []
+    for i in range(n):
+        response = client.post(
+            "/api/v1/usagers",
+            headers=headers,
+            json={
+                "first_name": "Léa",
+                "last_name": f"Dupont{i}",
+                "phone": f"06 12 {i // 10000:02d} {(i // 100) % 100:02d} {i % 100:02d}",
+                "email": f"lea{i}@example.org",
+            },
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+        ids.append(response.get_json()["id"])
+    return ids
+
+
 def run(ctx: Context) -> Section:
     bookings = ctx.scale(300, 60)
     searches = ctx.scale(20, 5)
@@ -85,20 +104,7 @@ def run(ctx: Context) -> Section:
         org, lieu, motif, token = _world(db)
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}
-        usager_ids = []
-        for i in range(bookings):
-            response = client.post(
-                "/api/v1/usagers",
-                headers=headers,
-                json={
-                    "first_name": "Léa",
-                    "last_name": f"Dupont{i}",
-                    "phone": f"06 12 {i // 10000:02d} {(i // 100) % 100:02d} {i % 100:02d}",
-                    "email": f"lea{i}@example.org",
-                },
-            )
-            assert response.status_code == 201, response.get_data(as_text=True)
-            usager_ids.append(response.get_json()["id"])
+        usager_ids = create_usagers(client, headers, bookings)
         now = utcnow()
         # Three days ahead, so the 48 h reminders are planned too.
         slots = free_slots(

@@ -29,7 +29,7 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from .booking import _world
+from .booking import _world, create_usagers
 from .common import (
     Context,
     Section,
@@ -71,20 +71,7 @@ def _booking(ctx: Context) -> list:
             create_endpoint(org, f"http://127.0.0.1:9/hook{i}")
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}
-        usager_ids = []
-        for i in range(bookings):
-            response = client.post(
-                "/api/v1/usagers",
-                headers=headers,
-                json={
-                    "first_name": "Léa",
-                    "last_name": f"Dupont{i}",
-                    "phone": f"06 12 {i // 10000:02d} {(i // 100) % 100:02d} {i % 100:02d}",
-                    "email": f"lea{i}@example.org",
-                },
-            )
-            assert response.status_code == 201, response.get_data(as_text=True)
-            usager_ids.append(response.get_json()["id"])
+        usager_ids = create_usagers(client, headers, bookings)
         now = utcnow()
         slots = free_slots(
             org, motif, now + timedelta(days=3), now + timedelta(days=31), lieu_id=lieu.id
