@@ -121,9 +121,8 @@ def check_addresses(host: str, addresses: list[str], *, allow_private: bool) -> 
         return
     for address in addresses:
         if not is_public(address):
-            raise UnsafeUrl(
-                f"Adresse refusée : {host} mène à {address}, une adresse locale ou privée."
-            )
+            # The address itself is not told: it would map the internal network.
+            raise UnsafeUrl(f"Adresse refusée : {host} mène à une adresse locale ou privée.")
 
 
 def check_endpoint(
