@@ -140,6 +140,7 @@ def book(
             duration_minutes=motif.duration_minutes,
             status=RDV_UNKNOWN,
             participations=[Participation(usager=u) for u in usagers],
+            messages=[],  # a new rdv has none: its JSON (webhook event) needs no SELECT
         )
         db.session.add(rdv)
         db.session.flush()
