@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # Reinstall when the dependencies or the set of packages change (editable installs
 # only map the packages that existed when they were made).
-$(STAMP): pyproject.toml $(wildcard */__init__.py)
+$(STAMP): pyproject.toml setup.py $(wildcard */__init__.py)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -27,7 +27,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-LINT_PATHS := gateway providers scheduler webhooks tests bench migrations
+LINT_PATHS := gateway providers scheduler webhooks tests bench migrations setup.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
