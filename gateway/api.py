@@ -1,7 +1,18 @@
-"""The JSON API (``/api/v1``), authenticated by ``Authorization: Bearer <token>``.
+"""The JSON API (``/api/v1``): the organisation's own software books, moves and
+cancels rdvs, and reads motifs, lieux, agents, free slots and usagers.
 
-Errors are ``{"error": {"code", "message", "fields"}}``; bad input gets
-400/401/403/404/409/422 and never a 500 nor a half-written record.
+Every request carries ``Authorization: Bearer <token>``; the token belongs to
+one organisation and every lookup is scoped to it, so another organisation's
+id answers 404, never its data. Handlers only parse the request, call one
+domain function (:mod:`gateway.booking`, :mod:`gateway.usagers`,
+:mod:`gateway.slots`, shared with the agent pages) and serialise its result.
+
+Trade-off: input is checked strictly rather than coerced (integers that fit an
+id, ISO 8601 dates, the fields a PATCH may change), so a client's mistake is
+an error naming the field rather than a booking different from the one meant.
+Errors are ``{"error": {"code", "message", "fields"}}`` with French messages;
+bad input gets 400/401/404/409/413/422 and never a 500 nor a half-written record,
+because the domain functions change nothing when they raise.
 """
 
 from __future__ import annotations
@@ -24,16 +35,18 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 class ApiError(DomainError):
-    pass
+    """An error of the API layer itself (missing token, body that is not a JSON object)."""
 
 
 @bp.errorhandler(DomainError)
 def _domain_error(exc: DomainError):
+    """Any domain refusal becomes the JSON error body with the status it chose."""
     return jsonify(exc.as_json()), exc.status
 
 
 @bp.before_request
 def _authenticate():
+    """Refuse (401) unless the bearer token is known; ``g.organisation`` is its organisation."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -56,6 +69,7 @@ def _authenticate():
 
 
 def _json_body() -> dict:
+    """The request's JSON object, or 400: not JSON, not an object, or unstorable characters."""
     try:
         data = request.get_json(silent=True)
     except RecursionError:
@@ -75,6 +89,7 @@ def _json_body() -> dict:
 
 
 def _int_param(value, name: str, required: bool = True):
+    """An id from JSON or a query string (``3`` or ``"3"``, never ``true``), or 422."""
     if value is None or value == "":
         if required:
             raise ValidationFailed(
@@ -100,6 +115,7 @@ def _int_param(value, name: str, required: bool = True):
 
 
 def _datetime_param(value, name: str) -> datetime:
+    """An aware UTC datetime; a value without offset is read in the organisation's zone."""
     if not isinstance(value, str) or not value.strip() or len(value) > 64:
         raise ValidationFailed(
             f"« {name} » doit être une date ISO 8601.", fields={name: "Date ISO 8601 attendue."}
@@ -114,10 +130,12 @@ def _datetime_param(value, name: str) -> datetime:
 
 
 def iso(value: datetime | None, tz) -> str | None:
+    """ISO 8601 with the offset of ``tz`` (the organisation's zone), ``None`` kept."""
     return value.astimezone(tz).isoformat() if value else None
 
 
 def message_json(m, tz) -> dict:
+    """A message as the API shows it (SPEC section 3 field names)."""
     return {
         "id": m.id,
         "channel": m.channel,
@@ -136,6 +154,7 @@ def message_json(m, tz) -> dict:
 
 
 def rdv_json(rdv: Rdv) -> dict:
+    """An rdv as the API shows it, with its usagers' ids and all its messages."""
     tz = rdv.organisation.tz
     return {
         "id": rdv.id,
@@ -155,6 +174,7 @@ def rdv_json(rdv: Rdv) -> dict:
 
 
 def usager_json(u: Usager) -> dict:
+    """A usager as the API shows it, consents and SMS opt-out included."""
     return {
         "id": u.id,
         "first_name": u.first_name,
@@ -168,6 +188,7 @@ def usager_json(u: Usager) -> dict:
 
 
 def _list(model, *order):
+    """Rows of ``model`` belonging to the caller's organisation, in ``order``."""
     rows = db.session.scalars(
         select(model).where(model.organisation_id == g.organisation.id).order_by(*order)
     )
@@ -176,6 +197,7 @@ def _list(model, *order):
 
 @bp.get("/motifs")
 def motifs():
+    """``GET /motifs``: the organisation's motifs, by name."""
     return {
         "items": [
             {
@@ -193,6 +215,7 @@ def motifs():
 
 @bp.get("/lieux")
 def lieux():
+    """``GET /lieux``: the organisation's lieux, by name."""
     return {
         "items": [
             {"id": lieu.id, "name": lieu.name, "address": lieu.address, "phone": lieu.phone}
@@ -203,6 +226,7 @@ def lieux():
 
 @bp.get("/agents")
 def agents():
+    """``GET /agents``: the organisation's active agents, by name; deactivated ones are left out."""
     return {
         "items": [
             {"id": a.id, "name": a.name, "first_name": a.first_name, "last_name": a.last_name}
@@ -214,6 +238,11 @@ def agents():
 
 @bp.get("/slots")
 def slots():
+    """``GET /slots?motif_id=&lieu_id=&agent_id=&from=&to=``: free slots, seven days by default.
+
+    The same computation as the agent's booking form (:func:`gateway.slots.free_slots`),
+    so a slot listed here is one ``POST /rdvs`` accepts unless someone takes it first.
+    """
     org = g.organisation
     motif_id = _int_param(request.args.get("motif_id"), "motif_id")
     motif = db.session.get(Motif, motif_id)
@@ -250,12 +279,15 @@ def slots():
 
 @bp.post("/usagers")
 def create_usager_route():
+    """``POST /usagers``: create a usager (mobile normalised to E.164); 201, or 422 naming
+    every invalid field at once."""
     usager = create_usager(g.organisation, _json_body())
     return usager_json(usager), 201
 
 
 @bp.get("/usagers/<int:usager_id>")
 def get_usager(usager_id: int):
+    """``GET /usagers/<id>``: one usager of the organisation, else 404."""
     usager = db.session.get(Usager, usager_id)
     if usager is None or usager.organisation_id != g.organisation.id:
         raise NotFound("Usager introuvable.")
@@ -264,6 +296,11 @@ def get_usager(usager_id: int):
 
 @bp.post("/rdvs")
 def create_rdv():
+    """``POST /rdvs``: book a slot for one usager (``usager_id``) or several (``usager_ids``).
+
+    201 with the rdv and the messages just planned; 409 when the slot was taken
+    in the meantime (the booking serialises on the agent).
+    """
     data = _json_body()
     if "usager_ids" in data:
         raw_ids = data["usager_ids"]
@@ -287,11 +324,17 @@ def create_rdv():
 
 @bp.get("/rdvs/<int:rdv_id>")
 def show_rdv(rdv_id: int):
+    """``GET /rdvs/<id>``: the rdv and every message sent or planned for it."""
     return rdv_json(get_rdv(g.organisation, rdv_id))
 
 
 @bp.patch("/rdvs/<int:rdv_id>")
 def update_rdv(rdv_id: int):
+    """``PATCH /rdvs/<id>``: move the rdv (``starts_at`` and/or ``lieu_id``, nothing else).
+
+    Any other field is refused (422) rather than ignored, so a client never
+    believes it changed what it did not; the usager is told of the move.
+    """
     rdv = get_rdv(g.organisation, rdv_id)
     data = _json_body()
     unknown = set(data) - {"starts_at", "lieu_id"}
@@ -309,6 +352,7 @@ def update_rdv(rdv_id: int):
 
 @bp.post("/rdvs/<int:rdv_id>/cancel")
 def cancel_rdv(rdv_id: int):
+    """``POST /rdvs/<id>/cancel``: cancel for the service (``revoked``); idempotent."""
     rdv = get_rdv(g.organisation, rdv_id)
     cancel(rdv, via="api")
     return rdv_json(rdv)
@@ -316,6 +360,7 @@ def cancel_rdv(rdv_id: int):
 
 @bp.post("/rdvs/<int:rdv_id>/status")
 def rdv_status(rdv_id: int):
+    """``POST /rdvs/<id>/status``: record ``seen`` or ``noshow`` once the rdv has started."""
     rdv = get_rdv(g.organisation, rdv_id)
     status = _json_body().get("status")
     if status not in ("seen", "noshow"):
