@@ -18,11 +18,18 @@ $(STAMP): pyproject.toml setup.py $(wildcard */__init__.py)
 install: $(STAMP)
 
 # Creates/upgrades the SQLite database, loads the demo data, serves on
-# http://127.0.0.1:5000 with the embedded worker and scheduler (no Redis).
+# http://$(HOST):$(PORT) with the embedded worker and scheduler (no Redis).
+# `make run PORT=5050` when 5000 is taken; `make run HOST=0.0.0.0` to be reached
+# from another machine. The links in messages (PUBLIC_BASE_URL) follow, unless
+# the environment sets them.
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+run: export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 run: $(STAMP)
 	$(BIN)/gateway init-db
 	$(BIN)/gateway seed-demo
-	$(BIN)/gateway run --host 127.0.0.1 --port 5000 --no-reload
+	$(BIN)/gateway run --host $(HOST) --port $(PORT) --no-reload
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
