@@ -175,6 +175,53 @@ def port_open(port: int) -> bool:
     return False
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its reaped children so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def fake_twilio(ctx: Context, delay: float = 0.1) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The fake Twilio API (``tests/fakes/twilio_server.py``, asyncio) in its own process for
+    the block, answering every send after ``delay`` seconds; yields (base URL, process)."""
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "tests.fakes.twilio_server",
+        "--port",
+        str(port),
+        "--delay",
+        str(delay),
+        "--account-sid",
+        TWILIO_ACCOUNT_SID,
+        "--auth-token",
+        TWILIO_AUTH_TOKEN,
+    ]
+    with process(args, dict(os.environ), "fake-twilio", ctx) as proc:
+        wait_for(lambda: proc.poll() is None and port_open(port), 20, what="the fake Twilio API")
+        yield f"http://127.0.0.1:{port}", proc
+
+
+def fake_twilio_stats(base_url: str) -> dict:
+    """What the fake Twilio API has received (``GET /_stats``): requests, messages (accepted),
+    distinct (messages by status callback, i.e. by our message id) and errors."""
+    from tests.fakes.twilio_server import stats
+
+    return stats(base_url)
+
+
 def gateway_env(ctx: Context, **extra: str) -> dict[str, str]:
     """Environment for gateway processes (gunicorn, ``gateway worker``) in a benchmark."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "VONAGE_", "SMTP_"))}

@@ -1,16 +1,28 @@
 """Capacity of the fake Twilio API: it must not be the bottleneck of the reminder burst.
 
 Posts sends over many keep-alive connections (more than the workers will
-ever open) and checks the fake answers over 1 000 requests/s while holding
-each one 100 ms, as the burst configures it.
+ever open) to the fake (``tests/fakes/twilio_server.py`` in its own process,
+as the burst runs it) and checks it answers over 1 000 requests/s while
+holding each one 100 ms, as the burst configures it.
 """
 
 from __future__ import annotations
 
 import base64
 
-from . import fake_twilio, loadgen
-from .common import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM, Context, Section, Table, fmt
+from . import loadgen
+from .common import (
+    TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN,
+    TWILIO_FROM,
+    Context,
+    Section,
+    Table,
+    cpu_seconds,
+    fake_twilio,
+    fake_twilio_stats,
+    fmt,
+)
 
 NAME = "fake-twilio"
 DELAY = 0.1
@@ -34,10 +46,12 @@ def run(ctx: Context) -> Section:
         )
         for i in range(n)
     ]
-    with fake_twilio.running(ctx, delay=DELAY) as base_url:
+    with fake_twilio(ctx, delay=DELAY) as (base_url, fake):
         port = int(base_url.rsplit(":", 1)[1])
+        cpu_before = cpu_seconds(fake.pid)
         result = loadgen.run(port, requests, concurrency=CONCURRENCY)
-        received = fake_twilio.stats(base_url)
+        cpu = cpu_seconds(fake.pid) - cpu_before
+        received = fake_twilio_stats(base_url)
     ctx.metrics["fake_twilio.rate"] = result.rate
     ms = sorted(x * 1000 for x in result.latencies)
     section = Section(
@@ -45,14 +59,23 @@ def run(ctx: Context) -> Section:
         "Fake Twilio API capacity",
         method=(
             f"{n} sends posted by the asyncio load generator over {CONCURRENCY} keep-alive "
-            f"connections to `bench/fake_twilio.py` (one asyncio process, {DELAY * 1000:.0f} ms "
-            "artificial delay per send). Ceiling with this concurrency: "
+            "connections to `tests/fakes/twilio_server.py` (one asyncio process, "
+            f"{DELAY * 1000:.0f} ms artificial delay per send). Ceiling with this concurrency: "
             f"{CONCURRENCY / DELAY:,.0f} req/s."
         ),
     )
     section.tables.append(
         Table(
-            ["requests", "201", "req/s", "p50 ms", "p99 ms", "received", "distinct"],
+            [
+                "requests",
+                "201",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "received",
+                "distinct",
+                "fake CPU µs/req",
+            ],
             [
                 [
                     result.count,
@@ -62,6 +85,7 @@ def run(ctx: Context) -> Section:
                     ms[int(len(ms) * 0.99) - 1],
                     received["messages"],
                     received["distinct"],
+                    cpu * 1e6 / max(result.count, 1),
                 ]
             ],
         )

@@ -15,6 +15,8 @@ from typing import Any
 
 import requests
 
+from .transport import AnswerLost, TransportError
+
 logger = logging.getLogger("providers")
 
 
@@ -169,6 +171,12 @@ def _wrap_unexpected(provider: str, exc: Exception) -> ProviderError:
     network hiccup.
     """
     kind = type(exc).__name__
+    if isinstance(exc, AnswerLost):
+        return TransientProviderError(
+            provider, f"no answer, the provider may have taken the message: {exc}", exc.code
+        )
+    if isinstance(exc, TransportError):
+        return TransientProviderError(provider, f"connection error: {exc}", exc.code)
     if isinstance(exc, requests.Timeout):
         return TransientProviderError(provider, f"timeout: {exc}", code="timeout")
     if isinstance(exc, requests.ConnectionError):

@@ -1,7 +1,16 @@
-"""Email over SMTP, and the iCalendar invitation attached to appointment emails."""
+"""Email over SMTP, and the iCalendar invitation attached to appointment emails.
+
+One connection per message, no resend: ``smtplib`` writes the message once,
+and a connection that drops before the relay answers the DATA is a transient
+error (the relay may or may not have taken it; the scheduler decides whether
+to try again). The relay's 250 after the DATA is the commitment: from then
+on the email counts as sent, whatever happens at QUIT (a refusal, a drop, a
+timeout), since sending it again would deliver it twice.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import smtplib
 import ssl
@@ -19,6 +28,7 @@ from .base import (
 )
 
 NAME = "smtp"
+logger = logging.getLogger("providers.smtp")
 ICS_FILENAME = "rdv.ics"
 _ICS_METHOD = re.compile(r"^METHOD:([A-Za-z-]+)\s*$", re.MULTILINE)
 
@@ -89,12 +99,16 @@ class SmtpEmail(EmailProvider):
     def _send_email(self, email: OutboundEmail) -> SendResult:
         message = self.build_message(email)
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            try:
                 if self.starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 if self.username:
                     smtp.login(self.username, self.password or "")
                 smtp.send_message(message)
+            except BaseException:
+                smtp.close()
+                raise
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             raise _smtp_error(code, text) from exc
@@ -116,11 +130,27 @@ class SmtpEmail(EmailProvider):
             raise TransientProviderError(
                 NAME, f"{type(exc).__name__}: {exc}", "connection"
             ) from exc
+        # The relay answered 250 to the DATA: the message is its now. Not with
+        # `with smtplib.SMTP(...)`, whose exit raises on a reply other than 221
+        # to QUIT and would make an accepted email a failure, then a duplicate.
+        _quit(smtp)
         return SendResult(
             provider=NAME,
             provider_message_id=message["Message-ID"],
             raw={"message_id": message["Message-ID"]},
         )
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """Say QUIT and close; a failure here changes nothing (the message is accepted)."""
+    try:
+        code, text = smtp.quit()
+        if code != 221:
+            logger.info("SMTP relay answered %s to QUIT after accepting: %r", code, text)
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.info("SMTP QUIT failed after the relay accepted the message: %s", exc)
+    finally:
+        smtp.close()
 
 
 def _ics_text(value: str) -> str:

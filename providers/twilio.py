@@ -1,4 +1,10 @@
-"""Twilio Programmable Messaging adapter, status map, callbacks and signatures."""
+"""Twilio Programmable Messaging adapter, status map, callbacks and signatures.
+
+The SDK sends through :class:`_LeanHttpClient`, its pluggable HTTP client,
+over :class:`providers.transport.SingleSendAdapter`: one ``send_sms`` writes
+at most one POST, never a retry; a lost answer is a transient error and the
+scheduler decides whether to try again.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from requests import Request
-from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
@@ -26,6 +31,7 @@ from .base import (
     SmsProvider,
     TransientProviderError,
 )
+from .transport import SingleSendAdapter
 
 NAME = "twilio"
 
@@ -144,11 +150,12 @@ class _LeanHttpClient(TwilioHttpClient):
         session = self.session
         assert session is not None
         # The SDK's default pool holds ~cpu+4 connections: size it for many
-        # sending threads sharing one instance. No retries here: retrying a
-        # POST may send twice, the scheduler decides what to retry.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=256, max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
+        # sending threads sharing one instance. At most one request per send,
+        # never a retry: retrying a POST may send twice, the scheduler decides
+        # what to retry (providers.transport).
+        self.transport = SingleSendAdapter(pool_maxsize=256)
+        session.mount("https://", self.transport)
+        session.mount("http://", self.transport)
         self._settings = session.merge_environment_settings(base_url, {}, None, None, None)
         session.trust_env = False
 
@@ -218,7 +225,7 @@ class TwilioSms(SmsProvider):
         self.messaging_service_sid = messaging_service_sid
         self.status_callback_url = status_callback_url
         api_base_url = api_base_url.rstrip("/")
-        http_client = _LeanHttpClient(api_base_url, timeout, _sdk_logger)
+        self._http_client = http_client = _LeanHttpClient(api_base_url, timeout, _sdk_logger)
         # A non-empty environment stops the SDK reading TWILIO_REGION/EDGE from
         # os.environ, which would rewrite the host of api_base_url.
         self._client = Client(
@@ -242,7 +249,8 @@ class TwilioSms(SmsProvider):
         if self.status_callback_url:
             params["status_callback"] = with_reference(self.status_callback_url, sms.reference)
         try:
-            message = self._client.messages.create(**params)
+            with self._http_client.transport.one_request():
+                message = self._client.messages.create(**params)
         except (TwilioRestException, TwilioServiceException) as exc:
             raise classify_error(exc) from exc
         segments = int(message.num_segments) if message.num_segments not in (None, "") else None

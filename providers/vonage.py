@@ -1,4 +1,13 @@
-"""Vonage (Nexmo) SMS API adapter, status map, receipts, inbound and signatures."""
+"""Vonage (Nexmo) SMS API adapter, status map, receipts, inbound and signatures.
+
+Sending goes through the SDK (``vonage.sms.send``, its request and its error
+classes) over our own transport: :class:`providers.transport.SingleSendAdapter`
+replaces the SDK's ``requests`` adapter, because the SDK resends a POST up to
+``pool_maxsize`` times when the connection closes before the answer, which
+could send one SMS 64 times. Guarantee: one ``send_sms`` writes at most one
+POST; a lost answer is a transient error and the scheduler decides whether to
+try again.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +37,7 @@ from .base import (
     TransientProviderError,
 )
 from .sms_text import is_gsm7
+from .transport import SingleSendAdapter
 
 NAME = "vonage"
 
@@ -142,15 +152,21 @@ class VonageSms(SmsProvider):
             rest_host=rest_host,
             # The SDK takes whole seconds only.
             timeout=max(1, math.ceil(timeout)),
-            pool_connections=4,
-            pool_maxsize=64,
-            # No transport retries: retrying a POST may send twice, and the
-            # scheduler owns the retry and failover policy.
+            # The SDK's own adapter is replaced below. Its make_request loop
+            # also counts its resends on a dropped connection with
+            # pool_maxsize: 1 keeps that loop to one try even if our adapter's
+            # exceptions ever reached it.
+            pool_connections=1,
+            pool_maxsize=1,
             max_retries=0,
         )
         # Signing (signature_secret) is deliberately not used for sending: the
         # SDK would sign fields it does not send.
         self._client = Vonage(Auth(api_key=api_key, api_secret=api_secret), options)
+        # The SDK offers no hook for its transport: mount ours on its session
+        # (a renamed attribute fails here, at start-up, not per message).
+        self._transport = SingleSendAdapter(pool_maxsize=64)
+        self._client.http_client._session.mount("https://", self._transport)
 
     def _send_sms(self, sms: OutboundSms) -> SendResult:
         sender = sms.sender or self.from_
@@ -169,7 +185,8 @@ class VonageSms(SmsProvider):
         except ValidationError as exc:
             raise PermanentProviderError(NAME, f"invalid message: {exc}", "invalid") from exc
         try:
-            response = self._client.sms.send(message)
+            with self._transport.one_request():
+                response = self._client.sms.send(message)
         except PartialFailureError as exc:
             # Some parts of a long SMS went out, others not: report the first failure.
             parts = exc.response.get("messages", []) if isinstance(exc.response, dict) else []

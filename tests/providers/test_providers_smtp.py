@@ -3,61 +3,24 @@ from email import message_from_bytes, policy
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from providers.base import OutboundEmail, PermanentProviderError, TransientProviderError
 from providers.smtp import SmtpEmail, build_ics
+from tests.fakes.smtp_server import FakeSmtp
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
-class Recorder:
-    """aiosmtpd handler: refuses magic recipients, keeps accepted messages."""
-
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("gone@"):
-            return "550 5.1.1 No such user"
-        if address.startswith("later@"):
-            return "451 4.3.0 Try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 Message accepted"
+@pytest.fixture
+def smtp_server():
+    with FakeSmtp() as relay:
+        yield relay, relay.port
 
 
 @pytest.fixture
-def smtp_server(unused_tcp_port):
-    handler = Recorder()
-    controller = Controller(handler, hostname="127.0.0.1", port=unused_tcp_port)
-    controller.start()
-    yield handler, unused_tcp_port
-    controller.stop()
-
-
-@pytest.fixture
-def smtp_server_with_auth(unused_tcp_port):
-    def authenticator(server, session, envelope, mechanism, auth_data):
-        ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"pw"
-        # handled=False: let aiosmtpd answer 535 itself on failure.
-        return AuthResult(success=ok, handled=False)
-
-    handler = Recorder()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=unused_tcp_port,
-        authenticator=authenticator,
-        auth_require_tls=False,
-    )
-    controller.start()
-    yield handler, unused_tcp_port
-    controller.stop()
+def smtp_server_with_auth():
+    with FakeSmtp(credentials=("lapin", "pw")) as relay:
+        yield relay, relay.port
 
 
 def _ics():
@@ -168,6 +131,33 @@ def test_server_without_starttls_is_transient(smtp_server):
     with pytest.raises(TransientProviderError) as info:
         SmtpEmail("127.0.0.1", port, starttls=True).send_email(EMAIL)
     assert info.value.code == "smtp"
+
+
+# --- no resend: a connection lost after the DATA ----------------------------
+
+ONE_RECIPIENT = OutboundEmail(
+    reference="msg-43", to="lea@example.org", subject="Votre rendez-vous", text="Bonjour"
+)
+
+
+def test_smtp_writes_once_when_the_relay_closes_before_answering_the_data():
+    with FakeSmtp() as relay:
+        relay.mode = "drop_after_data"
+        with pytest.raises(TransientProviderError) as info:
+            SmtpEmail("127.0.0.1", relay.port, timeout=5).send_email(ONE_RECIPIENT)
+        assert info.value.code == "connection"
+        assert [e.rcpt_tos for e in relay.envelopes] == [["lea@example.org"]]
+
+
+@pytest.mark.parametrize("mode", ["drop_at_quit", "error_at_quit"])
+def test_smtp_email_accepted_by_the_relay_is_sent_whatever_happens_at_quit(mode):
+    with FakeSmtp() as relay:
+        relay.mode = mode
+        result = SmtpEmail("127.0.0.1", relay.port, timeout=5).send_email(ONE_RECIPIENT)
+        assert result.provider == "smtp" and result.provider_message_id
+        (envelope,) = relay.envelopes
+        assert envelope.rcpt_tos == ["lea@example.org"]
+        assert relay.quits == 1
 
 
 # --- build_ics -------------------------------------------------------------

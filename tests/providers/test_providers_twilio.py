@@ -1,9 +1,11 @@
+from http.client import RemoteDisconnected
 from urllib.parse import parse_qs
 
 import pytest
 import requests
 import responses
 from twilio.request_validator import RequestValidator
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from providers import status as st
 from providers.base import OutboundSms, PermanentProviderError, TransientProviderError
@@ -151,7 +153,21 @@ def test_non_json_gateway_error_is_transient():
 
 @pytest.mark.parametrize(
     ("exc", "code"),
-    [(requests.ConnectionError("refused"), "connection"), (requests.ReadTimeout("t"), "timeout")],
+    [
+        # Never sent: connecting failed.
+        (
+            requests.ConnectionError(MaxRetryError(None, URL, NewConnectionError(None, "refused"))),
+            "connection",
+        ),
+        # Sent, and the connection closed before the answer: Twilio may have taken it.
+        (
+            requests.ConnectionError(
+                ProtocolError("Connection aborted.", RemoteDisconnected("closed"))
+            ),
+            "no_answer",
+        ),
+        (requests.ReadTimeout("t"), "timeout"),
+    ],
 )
 @responses.activate
 def test_network_failures_are_transient(exc, code):

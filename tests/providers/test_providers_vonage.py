@@ -46,24 +46,24 @@ def _provider(api, **kwargs):
         "api_key": "abcd1234",
         "api_secret": "sekret",
         "from_": "PMI62",
-        "rest_host": api.host,
+        "rest_host": api.rest_host,
         "status_callback_url": CALLBACK,
     }
     options.update(kwargs)
     return VonageSms(**options)
 
 
-def test_send_posts_the_expected_form_over_tls(fake_https_api):
-    fake_https_api.respond(_ok())
+def test_send_posts_the_expected_form_over_tls(fake_vonage):
+    fake_vonage.respond_with(_ok())
 
-    result = _provider(fake_https_api).send_sms(SMS)
+    result = _provider(fake_vonage).send_sms(SMS)
 
     assert result.provider == "vonage"
     assert result.provider_message_id == "0A0000001234567B"
     assert result.segments == 1
-    (request,) = fake_https_api.requests
+    (request,) = fake_vonage.requests
     assert request.path == "/sms/json"
-    assert request.headers["Authorization"].startswith("Basic ")
+    assert request.headers["authorization"].startswith("Basic ")
     assert request.form == {
         "to": "33612345678",
         "from": "PMI62",
@@ -75,13 +75,13 @@ def test_send_posts_the_expected_form_over_tls(fake_https_api):
     assert "api_secret" not in request.form and "sig" not in request.form
 
 
-def test_non_gsm_text_goes_unicode_and_multipart_counts_segments(fake_https_api):
-    fake_https_api.respond(_ok(count="3"))
+def test_non_gsm_text_goes_unicode_and_multipart_counts_segments(fake_vonage):
+    fake_vonage.respond_with(_ok(count="3"))
     sms = OutboundSms(reference="r1", to="+33612345678", body="Bonne fête 🎉", sender="LAPIN")
-    result = _provider(fake_https_api, status_callback_url=None).send_sms(sms)
+    result = _provider(fake_vonage, status_callback_url=None).send_sms(sms)
     assert result.segments == 3
     assert result.provider_message_id == "0A0000001234567B"
-    form = fake_https_api.requests[0].form
+    form = fake_vonage.requests[0].form
     assert form["type"] == "unicode"
     assert form["from"] == "LAPIN"
     assert "callback" not in form
@@ -106,21 +106,21 @@ def test_non_gsm_text_goes_unicode_and_multipart_counts_segments(fake_https_api)
         ("9", TransientProviderError, False),  # our credit: fail over
     ],
 )
-def test_send_status_errors(fake_https_api, status, kind, opted_out):
-    fake_https_api.respond(_error(status, f"Error text {status}"))
+def test_send_status_errors(fake_vonage, status, kind, opted_out):
+    fake_vonage.respond_with(_error(status, f"Error text {status}"))
     with pytest.raises(kind) as info:
-        _provider(fake_https_api).send_sms(SMS)
+        _provider(fake_vonage).send_sms(SMS)
     assert info.value.code == status
     assert info.value.opted_out is opted_out
     assert info.value.message == f"Error text {status}"
 
 
-def test_partial_failure_of_a_long_message(fake_https_api):
+def test_partial_failure_of_a_long_message(fake_vonage):
     body = _ok(count="2")
     body["messages"][1] = {"status": "1", "error-text": "Throttled"}
-    fake_https_api.respond(body)
+    fake_vonage.respond_with(body)
     with pytest.raises(TransientProviderError) as info:
-        _provider(fake_https_api).send_sms(SMS)
+        _provider(fake_vonage).send_sms(SMS)
     assert info.value.code == "1"
 
 
@@ -135,21 +135,21 @@ def test_partial_failure_of_a_long_message(fake_https_api):
         (400, PermanentProviderError),
     ],
 )
-def test_http_errors(fake_https_api, http_status, kind):
-    fake_https_api.respond({"error": "nope"}, status=http_status)
+def test_http_errors(fake_vonage, http_status, kind):
+    fake_vonage.respond_with({"error": "nope"}, status=http_status)
     with pytest.raises(kind) as info:
-        _provider(fake_https_api).send_sms(SMS)
+        _provider(fake_vonage).send_sms(SMS)
     assert info.value.code == str(http_status)
 
 
-def test_untrusted_certificate_is_refused(fake_https_api, monkeypatch):
+def test_untrusted_certificate_is_refused(fake_vonage, monkeypatch):
     # Proves the fake really speaks TLS and that verification is on.
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-    fake_https_api.respond(_ok())
+    fake_vonage.respond_with(_ok())
     with pytest.raises(TransientProviderError) as info:
-        _provider(fake_https_api).send_sms(SMS)
+        _provider(fake_vonage).send_sms(SMS)
     assert info.value.code == "connection"
-    assert fake_https_api.requests == []
+    assert fake_vonage.requests == []
 
 
 def test_closed_port_is_transient(unused_tcp_port):

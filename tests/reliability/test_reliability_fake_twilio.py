@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+
 import pytest
 
 from providers.base import OutboundSms, PermanentProviderError, TransientProviderError
 from providers.twilio import TwilioSms
 
-from ..fakes.twilio_server import FakeTwilio
+from ..fakes.twilio_server import FakeTwilio, num_segments, stats
 
 
 @pytest.fixture
@@ -89,3 +92,52 @@ def test_wrong_credentials_are_refused(fake):
         adapter.send_sms(SMS)
     assert str(info.value.code) == "20003"
     assert fake.requests == []
+
+
+def test_drop_mode_reads_the_send_and_closes_without_answering(fake):
+    fake.mode = "drop"
+    with pytest.raises(TransientProviderError) as info:
+        _adapter(fake).send_sms(SMS)
+    assert info.value.code == "no_answer"
+    assert [r.mode for r in fake.requests] == ["drop"]
+    assert fake.posts_by_ref() == {"42": 1} and fake.accepted == []
+
+
+def test_stats_count_requests_messages_and_duplicates(fake):
+    adapter = _adapter(fake)
+    adapter.send_sms(SMS)
+    adapter.send_sms(SMS)  # the same message id twice: a duplicate
+    assert stats(fake.base_url) == {"requests": 3, "messages": 2, "distinct": 1, "errors": 0}
+
+
+def test_unauthenticated_sends_get_a_twilio_error_and_count_as_errors(fake):
+    conn = http.client.HTTPConnection(fake.base_url.removeprefix("http://"), timeout=10)
+    conn.request(
+        "POST",
+        f"/2010-04-01/Accounts/{fake.account_sid}/Messages.json",
+        body="To=%2B33612345678&From=%2B33700000001&Body=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    response = conn.getresponse()
+    payload = json.loads(response.read())
+    conn.close()
+    assert response.status == 401
+    assert payload["code"] == 20003 and payload["status"] == 401
+    assert fake.requests == [] and fake.stats()["errors"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "segments"),
+    [
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),
+        ("é" * 160, 1),
+        ("œ" * 70, 1),
+        ("œ" * 71, 2),
+    ],
+)
+def test_segments_are_counted_like_twilio(body, segments):
+    assert num_segments(body) == segments

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from datetime import timedelta
 from email import message_from_bytes
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from gateway import create_app
 from gateway.extensions import db
@@ -19,6 +17,7 @@ from scheduler.queue import embedded_queue, run_pending
 from scheduler.throttle import _TOKEN_BUCKET, LocalBucket, rate_limiter
 from scheduler.transitions import bulk_transition
 
+from ..fakes.smtp_server import FakeSmtp
 from .conftest import book_for, messages, simulator_outbox, sms_usager
 
 BACKENDS = pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
@@ -170,31 +169,12 @@ def test_embedded_threads_start_on_the_first_request_and_send(app_config, _migra
             db.engine.dispose()
 
 
-class _Recorder:
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 Message accepted"
-
-
 @pytest.fixture
 def smtp_server(app_config):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    handler = _Recorder()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    app_config["EMAIL_PROVIDER"] = "smtp"
-    app_config["PROVIDER_SETTINGS"] = {
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(port),
-        "MAIL_FROM": "Lapin <rdv@lapin.test>",
-    }
-    yield handler
-    controller.stop()
+    with FakeSmtp() as relay:
+        app_config["EMAIL_PROVIDER"] = "smtp"
+        app_config["PROVIDER_SETTINGS"] = relay.settings
+        yield relay
 
 
 @BACKENDS
