@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # Reinstall when the dependencies or the set of packages change (editable installs
 # only map the packages that existed when they were made).
-$(STAMP): pyproject.toml $(wildcard */__init__.py)
+$(STAMP): pyproject.toml setup.py $(wildcard */__init__.py)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -18,16 +18,25 @@ $(STAMP): pyproject.toml $(wildcard */__init__.py)
 install: $(STAMP)
 
 # Creates/upgrades the SQLite database, loads the demo data, serves on
-# http://127.0.0.1:5000 with the embedded worker and scheduler (no Redis).
+# http://$(HOST):$(PORT) with the embedded worker and scheduler (no Redis).
+# `make run PORT=5050` when 5000 is taken; `make run HOST=0.0.0.0` to be reached
+# from another machine. The links in messages (PUBLIC_BASE_URL) follow, unless
+# the environment sets them.
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+run: export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
+# Outbound webhooks may go to a receiver on this machine (docs/webhooks.md).
+run: export WEBHOOK_ALLOW_PRIVATE ?= 1
 run: $(STAMP)
 	$(BIN)/gateway init-db
 	$(BIN)/gateway seed-demo
-	WEBHOOK_ALLOW_PRIVATE=1 $(BIN)/gateway run --host 127.0.0.1 --port 5000 --no-reload
+	$(BIN)/gateway run --host $(HOST) --port $(PORT) --no-reload
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-LINT_PATHS := gateway providers scheduler webhooks tests bench migrations
+LINT_PATHS := gateway providers scheduler webhooks tests bench migrations setup.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

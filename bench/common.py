@@ -230,7 +230,7 @@ def gateway_env(ctx: Context, **extra: str) -> dict[str, str]:
             "DATABASE_URL": ctx.database_url,
             "REDIS_URL": ctx.redis_url,
             "SECRET_KEY": "bench-secret-key",
-            "GATEWAY_INSTANCE_PATH": str(ctx.workdir / "instance"),
+            "INSTANCE_PATH": str(ctx.workdir / "instance"),
             "SMS_PROVIDERS": "twilio",
             "EMAIL_PROVIDER": "simulator",
             "TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
@@ -424,7 +424,7 @@ def bench_config(ctx: Context, **extra: Any) -> dict:
 
 
 def make_app(ctx: Context, **extra: Any):
-    os.environ.setdefault("GATEWAY_INSTANCE_PATH", str(ctx.workdir / "instance"))
+    os.environ.setdefault("INSTANCE_PATH", str(ctx.workdir / "instance"))
     from gateway import create_app
 
     return create_app(bench_config(ctx, **extra))

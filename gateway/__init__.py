@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from flask import Flask
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the app: config from the environment, then ``test_config`` on top."""
-    instance_path = os.environ.get("GATEWAY_INSTANCE_PATH") or str(ROOT / "instance")
+    from . import config
+    from .resources import resource_dir
+
     app = Flask(
         __name__,
-        instance_path=instance_path,
+        instance_path=config.instance_path(),
         instance_relative_config=True,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
+        template_folder=resource_dir("templates"),
+        static_folder=resource_dir("static"),
     )
     os.makedirs(app.instance_path, exist_ok=True)
-
-    from . import config
 
     app.config.from_mapping(config.from_environment(app.instance_path))
     if test_config:

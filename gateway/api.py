@@ -1,7 +1,18 @@
-"""The JSON API (``/api/v1``), authenticated by ``Authorization: Bearer <token>``.
+"""The JSON API (``/api/v1``): the organisation's own software books, moves and
+cancels rdvs, and reads motifs, lieux, agents, free slots and usagers.
 
-Errors are ``{"error": {"code", "message", "fields"}}``; bad input gets
-400/401/403/404/409/422 and never a 500 nor a half-written record.
+Every request carries ``Authorization: Bearer <token>``; the token belongs to
+one organisation and every lookup is scoped to it, so another organisation's
+id answers 404, never its data. Handlers only parse the request, call one
+domain function (:mod:`gateway.booking`, :mod:`gateway.usagers`,
+:mod:`gateway.slots`, shared with the agent pages) and serialise its result.
+
+Trade-off: input is checked strictly rather than coerced (integers that fit an
+id, ISO 8601 dates, the fields a PATCH may change), so a client's mistake is
+an error naming the field rather than a booking different from the one meant.
+Errors are ``{"error": {"code", "message", "fields"}}`` with French messages;
+bad input gets 400/401/404/409/413/422 and never a 500 nor a half-written record,
+because the domain functions change nothing when they raise.
 """
 
 from __future__ import annotations
@@ -29,16 +40,18 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 class ApiError(DomainError):
-    pass
+    """An error of the API layer itself (missing token, body that is not a JSON object)."""
 
 
 @bp.errorhandler(DomainError)
 def _domain_error(exc: DomainError):
+    """Any domain refusal becomes the JSON error body with the status it chose."""
     return jsonify(exc.as_json()), exc.status
 
 
 @bp.before_request
 def _authenticate():
+    """Refuse (401) unless the bearer token is known; ``g.organisation`` is its organisation."""
     if request.endpoint == "api.openapi_json":
         return  # the document is public
     header = request.headers.get("Authorization", "")
@@ -63,6 +76,7 @@ def _authenticate():
 
 
 def _json_body() -> dict:
+    """The request's JSON object, or 400: not JSON, not an object, or unstorable characters."""
     try:
         data = request.get_json(silent=True)
     except RecursionError:
@@ -88,6 +102,7 @@ def _query(model):
 
 
 def _list(model, *order):
+    """Rows of ``model`` belonging to the caller's organisation, in ``order``."""
     rows = db.session.scalars(
         select(model).where(model.organisation_id == g.organisation.id).order_by(*order)
     )
@@ -104,6 +119,7 @@ def openapi_json():
 @bp.get("/motifs")
 @operation("Motifs de l'organisation", answers={200: sc.MotifList})
 def motifs():
+    """``GET /motifs``: the organisation's motifs, by name."""
     return {
         "items": [
             {
@@ -122,6 +138,7 @@ def motifs():
 @bp.get("/lieux")
 @operation("Lieux de l'organisation", answers={200: sc.LieuList})
 def lieux():
+    """``GET /lieux``: the organisation's lieux, by name."""
     return {
         "items": [
             {"id": lieu.id, "name": lieu.name, "address": lieu.address, "phone": lieu.phone}
@@ -133,6 +150,7 @@ def lieux():
 @bp.get("/agents")
 @operation("Agents actifs de l'organisation", answers={200: sc.AgentList})
 def agents():
+    """``GET /agents``: the organisation's active agents, by name; deactivated ones are left out."""
     return {
         "items": [
             {"id": a.id, "name": a.name, "first_name": a.first_name, "last_name": a.last_name}
@@ -151,6 +169,11 @@ def agents():
     description="Free slots between from (default now) and to (default from + 7 days).",
 )
 def slots():
+    """``GET /slots?motif_id=&lieu_id=&agent_id=&from=&to=``: free slots, seven days by default.
+
+    The same computation as the agent's booking form (:func:`gateway.slots.free_slots`),
+    so a slot listed here is one ``POST /rdvs`` accepts unless someone takes it first.
+    """
     org = g.organisation
     params = _query(sc.SlotsQuery)
     motif = db.session.get(Motif, params.motif_id)
@@ -193,6 +216,8 @@ def slots():
     ),
 )
 def create_usager_route():
+    """``POST /usagers``: create a usager (mobile normalised to E.164); 201, or 422 naming
+    every invalid field at once, or 409 ``usager_exists`` for a probable duplicate."""
     data = _json_body()
 
     def domain_errors(raw, _parsed) -> dict:
@@ -217,6 +242,7 @@ def create_usager_route():
 @bp.get("/usagers/<int:usager_id>")
 @operation("Un usager", answers={200: sc.UsagerOut}, errors=(404,))
 def get_usager(usager_id: int):
+    """``GET /usagers/<id>``: one usager of the organisation, else 404."""
     usager = db.session.get(Usager, usager_id)
     if usager is None or usager.organisation_id != g.organisation.id:
         raise NotFound("Usager introuvable.")
@@ -235,6 +261,7 @@ def get_usager(usager_id: int):
     ),
 )
 def list_rdvs():
+    """``GET /rdvs?from=&to=&status=&cursor=&limit=``: one page of rdvs, in a stable order."""
     params = _query(sc.RdvListQuery)
     items, next_cursor = rdv_page(
         g.organisation,
@@ -256,6 +283,12 @@ def list_rdvs():
     description="Books in a free slot; the confirmation and reminders are planned at once.",
 )
 def create_rdv():
+    """``POST /rdvs``: book a slot for one usager (``usager_id``) or several (``usager_ids``).
+
+    201 with the rdv and the messages just planned; 409 when the slot was taken
+    in the meantime (the booking serialises on the agent).
+    """
+
     def one_usager(_raw, parsed) -> dict:
         if parsed is not None and parsed.usager_id is None and not parsed.usager_ids:
             return {"usager_id": "Obligatoire (ou usager_ids)."}
@@ -276,6 +309,7 @@ def create_rdv():
 @bp.get("/rdvs/<int:rdv_id>")
 @operation("Un rendez-vous et ses messages", answers={200: sc.RdvOut}, errors=(404,))
 def show_rdv(rdv_id: int):
+    """``GET /rdvs/<id>``: the rdv and every message sent or planned for it."""
     return rdv_json(get_rdv(g.organisation, rdv_id))
 
 
@@ -290,6 +324,11 @@ def show_rdv(rdv_id: int):
     ),
 )
 def update_rdv(rdv_id: int):
+    """``PATCH /rdvs/<id>``: move the rdv (``starts_at`` and/or ``lieu_id``, nothing else).
+
+    Any other field is refused (422) rather than ignored, so a client never
+    believes it changed what it did not; the usager is told of the move.
+    """
     rdv = get_rdv(g.organisation, rdv_id)
 
     def something(raw, _parsed) -> dict:
@@ -302,6 +341,7 @@ def update_rdv(rdv_id: int):
 @bp.post("/rdvs/<int:rdv_id>/cancel")
 @operation("Annuler un rendez-vous", answers={200: sc.RdvOut}, errors=(404, 409))
 def cancel_rdv(rdv_id: int):
+    """``POST /rdvs/<id>/cancel``: cancel for the service (``revoked``); idempotent."""
     rdv = get_rdv(g.organisation, rdv_id)
     cancel(rdv, via="api")
     return rdv_json(rdv)
@@ -315,6 +355,7 @@ def cancel_rdv(rdv_id: int):
     errors=(404, 409),
 )
 def rdv_status(rdv_id: int):
+    """``POST /rdvs/<id>/status``: record ``seen`` or ``noshow`` once the rdv has started."""
     rdv = get_rdv(g.organisation, rdv_id)
     params = validate(sc.RdvStatusIn, _json_body())
     return rdv_json(record_outcome(rdv, params.status))
@@ -323,6 +364,7 @@ def rdv_status(rdv_id: int):
 @bp.get("/webhook-endpoints")
 @operation("Points de réception des webhooks", answers={200: sc.WebhookEndpointList})
 def list_webhook_endpoints():
+    """``GET /webhook-endpoints``: the organisation's endpoints (never their secrets)."""
     tz = g.organisation.tz
     return {
         "items": [
@@ -342,6 +384,8 @@ def list_webhook_endpoints():
     ),
 )
 def create_webhook_endpoint():
+    """``POST /webhook-endpoints``: register a URL; 201 with its secret, shown this once."""
+
     def url_refused(raw, _parsed) -> dict:
         problem = webhook_endpoints.url_error(raw.get("url", ""))
         return {"url": problem} if problem else {}
@@ -354,5 +398,6 @@ def create_webhook_endpoint():
 @bp.delete("/webhook-endpoints/<int:endpoint_id>")
 @operation("Supprimer un point de réception", answers={204: None}, errors=(404,))
 def delete_webhook_endpoint(endpoint_id: int):
+    """``DELETE /webhook-endpoints/<id>``: remove it with its pending deliveries; 204."""
     webhook_endpoints.delete_endpoint(g.organisation, endpoint_id)
     return "", 204

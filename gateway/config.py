@@ -40,6 +40,17 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def instance_path(environ: Mapping[str, str] | None = None) -> str:
+    """The instance folder (generated secret key, default SQLite file), as an absolute path.
+
+    ``INSTANCE_PATH``, relative paths taken from the working directory; by
+    default ``./instance`` of the working directory, never the package's own
+    directory (in a wheel install that is site-packages).
+    """
+    env = os.environ if environ is None else environ
+    return os.path.abspath(env.get("INSTANCE_PATH") or "instance")
+
+
 def from_environment(instance_path: str, environ: Mapping[str, str] | None = None) -> dict:
     """Build the Flask config mapping from environment variables.
 

@@ -1,5 +1,19 @@
-"""Agent pages: agenda, booking form, rdv page. Everything behind login,
-scoped to the agent's organisation, working without JavaScript."""
+"""Agent pages: the agenda, the booking form, the rdv page and its actions
+(cancel, move, record the outcome).
+
+Every page needs a logged-in agent and sees only the agent's organisation: an
+id of another organisation answers 404, as an unknown one does. The pages work
+without JavaScript: the booking form is a sequence of plain GET steps (motif,
+lieu, slot, usager) whose choices travel in the query string, and each action
+is a POST form with its CSRF token that redirects back to the rdv page (no
+resubmission on reload).
+
+Trade-off: the handlers hold no rule of their own; they call the same domain
+functions as the JSON API (:mod:`gateway.booking`, :mod:`gateway.usagers`,
+:mod:`gateway.slots`) and turn a refusal into a French message on the page, so
+the two surfaces cannot disagree on what is allowed, and a refused action
+changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +46,12 @@ def _require_login():
 
 
 def _org():
+    """The logged-in agent's organisation: the scope of every query here."""
     return current_user.organisation
 
 
 def _owned_or_404(model, obj_id):
+    """The row of ``model`` with ``obj_id`` if it belongs to the agent's organisation, else 404."""
     obj = db.session.get(model, obj_id) if obj_id is not None else None
     if obj is None or obj.organisation_id != current_user.organisation_id:
         abort(404)
@@ -44,11 +60,17 @@ def _owned_or_404(model, obj_id):
 
 @bp.get("/")
 def index():
+    """``/``: the agenda is the agents' home page."""
     return redirect(url_for("pages.agenda"))
 
 
 @bp.get("/agenda")
 def agenda():
+    """``/agenda?date=&view=day|week&agent=me|<id>|all``: the rdvs of a day or a week.
+
+    Days are the organisation's local days; an unreadable date shows today
+    rather than an error, since the parameters come from the page's own links.
+    """
     org = _org()
     tz = org.tz
     view = "week" if request.args.get("view") == "week" else "day"
@@ -106,6 +128,11 @@ def agenda():
 
 
 class BookingForm(FlaskForm):
+    """The last step of the booking form: the chosen slot (hidden) and the usager.
+
+    ``usager_id`` books an existing usager; otherwise the fields create one.
+    """
+
     motif_id = HiddenField()
     lieu_id = HiddenField()
     agent_id = HiddenField()
@@ -120,6 +147,7 @@ class BookingForm(FlaskForm):
 
 
 def _int_arg(name):
+    """A positive id from the query string or form, or ``None`` for anything else."""
     value = request.values.get(name, "")
     # isascii: "²".isdigit() is true but int("²") fails.
     number = int(value) if value.isascii() and value.isdigit() and len(value) < 12 else None
@@ -243,6 +271,7 @@ def new_rdv():
 
 
 def _usager_results(org):
+    """The usagers matching the search box (``q``), none when it is empty."""
     q = request.values.get("q", "")
     return search_usagers(org, q) if q else []
 
@@ -268,6 +297,7 @@ def _recent_usagers(org, limit: int = 5) -> list[Usager]:
 
 @bp.get("/rdvs/<int:rdv_id>")
 def show_rdv(rdv_id: int):
+    """``/rdvs/<id>``: the rdv, its messages with their history, and the actions on it."""
     org = _org()
     try:
         rdv = get_rdv(org, rdv_id)
@@ -299,6 +329,7 @@ def show_rdv(rdv_id: int):
 
 @bp.post("/rdvs/<int:rdv_id>/cancel")
 def cancel_rdv(rdv_id: int):
+    """``POST /rdvs/<id>/cancel``: the agent cancels; the usager is told by the planned notice."""
     rdv = _rdv_for_action(rdv_id)
     try:
         changed = cancel(rdv, via="agent", agent=current_user)
@@ -311,6 +342,7 @@ def cancel_rdv(rdv_id: int):
 
 @bp.post("/rdvs/<int:rdv_id>/move")
 def move_rdv(rdv_id: int):
+    """``POST /rdvs/<id>/move``: new start and/or lieu; a refusal is shown, nothing changes."""
     rdv = _rdv_for_action(rdv_id)
     tz = rdv.organisation.tz
     try:
@@ -336,6 +368,7 @@ def move_rdv(rdv_id: int):
 
 @bp.post("/rdvs/<int:rdv_id>/status")
 def rdv_status(rdv_id: int):
+    """``POST /rdvs/<id>/status``: record that the usager came (``seen``) or not (``noshow``)."""
     rdv = _rdv_for_action(rdv_id)
     try:
         record_outcome(rdv, request.form.get("status", ""))
@@ -347,6 +380,7 @@ def rdv_status(rdv_id: int):
 
 
 def _rdv_for_action(rdv_id: int) -> Rdv:
+    """The rdv an action POST targets: 400 without a valid CSRF token, 404 if not ours."""
     if not FlaskForm().validate_on_submit():
         abort(400, "Jeton CSRF manquant ou invalide.")
     try:

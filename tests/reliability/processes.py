@@ -54,7 +54,7 @@ def worker_env(
         {
             "DATABASE_URL": database_url,
             "SECRET_KEY": "test-secret",
-            "GATEWAY_INSTANCE_PATH": str(instance_path),
+            "INSTANCE_PATH": str(instance_path),
             "PUBLIC_BASE_URL": "https://lapin.test",
             "EMBEDDED_WORKER_DISABLED": "1",
             "PYTHONUNBUFFERED": "1",
