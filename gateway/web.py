@@ -44,6 +44,7 @@ KIND_LABELS = {
     "cancelled": "Annulation",
     "reply": "Réponse",
     "agent_alert": "Alerte agent",
+    "verification": "Code de confirmation",
 }
 # InboundSms.action values (webhooks/); unknown ones are shown as they are.
 INBOUND_ACTION_LABELS = {
@@ -58,6 +59,12 @@ INBOUND_ACTION_LABELS = {
     "forward": "transmis à l'agent",
     "forwarded": "transmis à l'agent",
     "unknown_number": "numéro inconnu",
+}
+# Rdv.booked_via: who booked (SPEC section 5).
+BOOKED_VIA_LABELS = {
+    "agent": "Par un agent",
+    "online": "Pris en ligne par l'usager",
+    "api": "Par l'API",
 }
 RETRY_AFTER_SECONDS = 60  # told to clients when the database is unreachable (503)
 VIA_LABELS = {
@@ -112,6 +119,7 @@ def init_app(app: Flask) -> None:
         MESSAGE_STATUS_LABELS=MESSAGE_STATUS_LABELS,
         KIND_LABELS=KIND_LABELS,
         VIA_LABELS=VIA_LABELS,
+        BOOKED_VIA_LABELS=BOOKED_VIA_LABELS,
         INBOUND_ACTION_LABELS=INBOUND_ACTION_LABELS,
         LOCATION_TYPES=LOCATION_TYPES,
     )
