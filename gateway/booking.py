@@ -18,6 +18,7 @@ for everyone else until the hold expires: the check runs under the same lock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, update
@@ -143,10 +144,13 @@ def book(
     starts_at: datetime,
     now: datetime | None = None,
     booked_via: str = "agent",
+    on_created: Callable[[Rdv], None] | None = None,
 ) -> Rdv:
     """Book an rdv in a free slot and plan its confirmation and reminders.
 
     ``booked_via`` records who booked: ``agent`` (the form), ``api`` or ``online``.
+    ``on_created(rdv)``, if given, runs before the commit, so what it records
+    about the new rdv is committed with it, or not at all.
     """
     now = require_aware(now or utcnow())
     if booked_via not in BOOKED_VIA:
@@ -186,6 +190,8 @@ def book(
         db.session.flush()
         plan_booking(rdv, now)
         events.rdv_changed(rdv, events.RDV_CREATED, now)
+        if on_created is not None:
+            on_created(rdv)
     except DomainError:
         db.session.rollback()
         raise

@@ -252,7 +252,7 @@ def details(slug: str):
             return redirect(_slots_url(org, motif, lieu, starts_at, pris=1), 303)
         context["error"] = exc.message
         return _no_store(_render("online_details.html", 4, **context), exc.status)
-    return redirect(url_for("online.code", slug=org.slug, public_id=row.public_id), 303)
+    return redirect(url_for("online.code", slug=slug, public_id=row.public_id), 303)
 
 
 def _request_or_404(org, public_id: str):
@@ -319,7 +319,7 @@ def code(slug: str, public_id: str):
         db.session.refresh(row)
         state = "open" if service.is_live(row, now) else row.status
         return _code_page(org, row, exc.status, exc.message, state=state)
-    return redirect(url_for("online.done", slug=org.slug, public_id=row.public_id), 303)
+    return redirect(url_for("online.done", slug=slug, public_id=public_id), 303)
 
 
 @bp.post("/<slug>/code/<public_id>/renvoyer")

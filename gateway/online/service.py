@@ -57,7 +57,7 @@ from ..models import (
 from ..phones import is_mobile
 from ..planning import new_message
 from ..rendering import Rendered, finish_sms, hour, long_date, short_date
-from ..slots import Slot, free_slots, is_within_opening_hours
+from ..slots import Slot, free_slots
 from ..timeutil import require_aware, utcnow
 from ..usagers import clean_usager_fields, find_duplicate_usager
 
@@ -370,6 +370,14 @@ def _close(row: VerificationCode, status: str, now: datetime) -> None:
     _forget_body(row.message, now)
 
 
+def _not_offered() -> OnlineRefusal:
+    return OnlineRefusal(
+        "Ce créneau n'est pas proposé en ligne. Choisissez-en un autre.",
+        code="slot_unavailable",
+        status=409,
+    )
+
+
 def request_code(
     org: Organisation,
     motif: Motif,
@@ -390,17 +398,8 @@ def request_code(
     try:
         clean = clean_details(details)
         agent = db.session.get(Agent, agent_id) if is_db_id(agent_id) else None
-        if (
-            agent is None
-            or agent.organisation_id != org.id
-            or not in_window(motif, starts_at, now)
-            or not is_within_opening_hours(org, motif, agent.id, lieu.id, starts_at)
-        ):
-            raise OnlineRefusal(
-                "Ce créneau n'est pas proposé en ligne. Choisissez-en un autre.",
-                code="slot_unavailable",
-                status=409,
-            )
+        if agent is None or agent.organisation_id != org.id or not in_window(motif, starts_at, now):
+            raise _not_offered()
         channel = CHANNEL_SMS if clean["phone"] else CHANNEL_EMAIL
         recipient = clean["phone"] or clean["email"]
         if codes_sent_last_hour(recipient, now) >= MAX_CODES_PER_HOUR:
@@ -421,7 +420,10 @@ def request_code(
         ):
             _close(earlier, SUPERSEDED, now)
         db.session.flush()
-        ends_at = lock_free_slot(org, motif, agent, lieu, starts_at)
+        try:
+            ends_at = lock_free_slot(org, motif, agent, lieu, starts_at)
+        except ValidationFailed:  # outside the agent's opening hours for this motif
+            raise _not_offered() from None
         code = _new_code()
         public_id = secrets.token_urlsafe(16)
         row = VerificationCode(
@@ -507,7 +509,14 @@ def check_code(row: VerificationCode, code: str, now: datetime | None = None) ->
             code="code_exhausted" if row.status == EXHAUSTED else "code_superseded",
             status=410,
         )
-    # Count the try first, in its own commit, so that racing requests cannot try more.
+    digits = (code or "").strip().replace(" ", "")
+    right = hmac.compare_digest(row.code_hash, _hash(row.public_id, digits))
+    # Each try is counted by a conditional UPDATE: racing requests cannot try more than
+    # MAX_TRIES times, and the right code claims the row (pending -> used) in the same
+    # statement, committed with the rdv.
+    values = {"attempts": VerificationCode.attempts + 1}
+    if right:
+        values["status"] = USED
     counted = db.session.execute(
         update(VerificationCode)
         .where(
@@ -515,44 +524,41 @@ def check_code(row: VerificationCode, code: str, now: datetime | None = None) ->
             VerificationCode.status == PENDING,
             VerificationCode.attempts < MAX_TRIES,
         )
-        .values(attempts=VerificationCode.attempts + 1)
+        .values(**values)
     ).rowcount
+    if counted == 1 and right:
+        return _book(row, now)
     db.session.commit()
     db.session.refresh(row)
-    digits = (code or "").strip().replace(" ", "")
-    right = counted == 1 and hmac.compare_digest(row.code_hash, _hash(row.public_id, digits))
-    if not right:
-        if row.attempts >= MAX_TRIES and row.status == PENDING:
-            _close(row, EXHAUSTED, now)
-            db.session.commit()
-        if row.status == EXHAUSTED:
-            raise OnlineRefusal(
-                "Code erroné 5 fois : ce code n'est plus valable et le créneau a été libéré. "
-                "Recommencez votre demande.",
-                code="code_exhausted",
-                status=410,
-            )
-        left = MAX_TRIES - row.attempts
+    if row.attempts >= MAX_TRIES and row.status == PENDING:
+        _close(row, EXHAUSTED, now)
+        db.session.commit()
+    if row.status == EXHAUSTED:
         raise OnlineRefusal(
-            f"Code erroné. Il vous reste {left} essai{'s' if left > 1 else ''}.",
-            fields={"code": "Code erroné."},
-            code="code_wrong",
-            status=422,
+            "Code erroné 5 fois : ce code n'est plus valable et le créneau a été libéré. "
+            "Recommencez votre demande.",
+            code="code_exhausted",
+            status=410,
         )
-    return _book(row, now)
+    if row.status != PENDING:  # used or closed by a racing request
+        raise OnlineRefusal(
+            "Ce code n'est plus valable. Recommencez votre demande.",
+            code="code_superseded",
+            status=410,
+        )
+    left = MAX_TRIES - row.attempts
+    raise OnlineRefusal(
+        f"Code erroné. Il vous reste {left} essai{'s' if left > 1 else ''}.",
+        fields={"code": "Code erroné."},
+        code="code_wrong",
+        status=422,
+    )
 
 
 def _book(row: VerificationCode, now: datetime) -> Rdv:
+    """Book the held slot; the row, already claimed (``used``) in this transaction,
+    is committed with the rdv, or the whole is rolled back."""
     org = row.organisation
-    # Claim the row (one winner if the right code is posted twice at once).
-    claimed = db.session.execute(
-        update(VerificationCode)
-        .where(VerificationCode.id == row.id, VerificationCode.status == PENDING)
-        .values(status=USED)
-    ).rowcount
-    if claimed != 1:
-        db.session.rollback()
-        raise OnlineRefusal("Ce code a déjà servi.", code="code_used", status=409)
     try:
         _check_cap(org, row.phone, row.email, now)
         usager = find_duplicate_usager(org, row.first_name, row.last_name, row.phone, row.email)
@@ -588,14 +594,13 @@ def _book(row: VerificationCode, now: datetime) -> Rdv:
             starts_at=row.starts_at,
             now=now,
             booked_via="online",
+            on_created=lambda rdv: setattr(row, "rdv", rdv),
         )
     except DomainError:
         # The slot went meanwhile (the agent's day changed): this code is done with.
         _close(row, SUPERSEDED, now)
         db.session.commit()
         raise
-    row.rdv_id = rdv.id
-    db.session.commit()
     return rdv
 
 
