@@ -486,6 +486,29 @@ def expire_if_due(row: VerificationCode, now: datetime) -> None:
         db.session.commit()
 
 
+def forget_expired_codes(now: datetime | None = None, batch_size: int = 1000) -> int:
+    """Close the pending requests whose time is up and blank their codes' bodies.
+
+    Their slots are free already (a hold only counts until ``expires_at``); this
+    keeps no code nobody will use. Run by the hourly retention job.
+    """
+    now = require_aware(now or utcnow())
+    closed = 0
+    while True:
+        rows = db.session.scalars(
+            select(VerificationCode)
+            .where(VerificationCode.status == PENDING, VerificationCode.expires_at <= now)
+            .order_by(VerificationCode.id)
+            .limit(batch_size)
+        ).all()
+        for row in rows:
+            _close(row, EXPIRED, now)
+        db.session.commit()
+        closed += len(rows)
+        if len(rows) < batch_size:
+            return closed
+
+
 def check_code(row: VerificationCode, code: str, now: datetime | None = None) -> Rdv:
     """Check ``code``; on the right one, book the rdv (``booked_via="online"``).
 

@@ -570,3 +570,16 @@ def test_manage_link_offers_no_move_for_an_agent_only_motif(client, online):
     assert response.status_code == 409
     db.session.expire_all()
     assert db.session.get(Rdv, rdv.id).starts_at == SLOT
+
+
+def test_the_retention_job_forgets_codes_nobody_entered(client, online, frozen):
+    from scheduler.retention import retention_job
+
+    _response, row, code = _ask_code(client, online)
+    assert retention_job()["expired_codes"] == 0  # still live
+    frozen.shift(timedelta(minutes=11))
+    assert retention_job()["expired_codes"] == 1
+    db.session.expire_all()
+    row = db.session.get(VerificationCode, row.id)
+    assert row.status == "expired" and code not in row.message.body and row.message.body == ""
+    assert row.message.status == S.CANCELLED  # never sent: no stale code goes out
