@@ -316,6 +316,8 @@ def code(slug: str, public_id: str):
     except DomainError as exc:
         if exc.code == "slot_taken":
             return redirect(_slots_url(org, row.motif, row.lieu, row.starts_at, pris=1), 303)
+        if exc.code == "code_used":
+            return redirect(url_for("online.done", slug=slug, public_id=public_id), 303)
         db.session.refresh(row)
         state = "open" if service.is_live(row, now) else row.status
         return _code_page(org, row, exc.status, exc.message, state=state)

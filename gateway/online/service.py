@@ -563,7 +563,9 @@ def check_code(row: VerificationCode, code: str, now: datetime | None = None) ->
             code="code_exhausted",
             status=410,
         )
-    if row.status != PENDING:  # used or closed by a racing request
+    if row.status == USED:  # the right code, posted twice at once: booked by the other post
+        raise OnlineRefusal("Ce code a déjà servi : votre rendez-vous est pris.", code="code_used")
+    if row.status != PENDING:  # closed by a racing request
         raise OnlineRefusal(
             "Ce code n'est plus valable. Recommencez votre demande.",
             code="code_superseded",

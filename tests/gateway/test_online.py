@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -14,9 +15,18 @@ import time_machine
 from sqlalchemy import func, select
 
 from gateway.booking import book
-from gateway.errors import Conflict
+from gateway.errors import Conflict, DomainError, ValidationFailed
 from gateway.extensions import db, limiter
-from gateway.models import Lieu, Message, Motif, Participation, Rdv, Usager, VerificationCode
+from gateway.models import (
+    Lieu,
+    Message,
+    Motif,
+    Organisation,
+    Participation,
+    Rdv,
+    Usager,
+    VerificationCode,
+)
 from gateway.online import service
 from gateway.slots import free_slots
 from providers import status as S
@@ -583,3 +593,82 @@ def test_the_retention_job_forgets_codes_nobody_entered(client, online, frozen):
     row = db.session.get(VerificationCode, row.id)
     assert row.status == "expired" and code not in row.message.body and row.message.body == ""
     assert row.message.status == S.CANCELLED  # never sent: no stale code goes out
+
+
+# --- races (two sessions, whatever the database) ---------------------------------
+
+
+def _race(app, *attempts) -> list:
+    """Run each callable in its own thread and session, released together; their outcomes."""
+    barrier = threading.Barrier(len(attempts))
+    outcomes: list = []
+
+    def run(attempt):
+        with app.app_context():
+            try:
+                barrier.wait()
+                outcomes.append(attempt())
+            except (DomainError, ValidationFailed) as exc:
+                outcomes.append(exc.code)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in attempts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(outcomes)
+
+
+def _hold(world, phone):
+    def attempt():
+        org = db.session.get(Organisation, world.org.id)
+        details = {**DETAILS, "phone": phone, "notify_sms": True, "notify_email": True}
+        motif, lieu = db.session.get(Motif, world.motif.id), db.session.get(Lieu, world.lieu.id)
+        service.request_code(org, motif, lieu, world.agent.id, SLOT, details)
+        return "held"
+
+    return attempt
+
+
+def test_two_usagers_racing_for_one_slot_hold_it_once(app, online):
+    outcomes = _race(app, _hold(online, "06 11 11 11 11"), _hold(online, "06 22 22 22 22"))
+    assert outcomes == ["held", "slot_taken"]
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).where(VerificationCode.status == "pending")) == 1
+
+
+def test_a_usager_and_an_agent_racing_for_one_slot(app, online):
+    ids = (online.org.id, online.motif.id, online.lieu.id, online.agent.id, online.usager.id)
+
+    def agent():
+        org = db.session.get(Organisation, ids[0])
+        book(
+            org,
+            motif_id=ids[1],
+            lieu_id=ids[2],
+            agent_id=ids[3],
+            usager_ids=[ids[4]],
+            starts_at=SLOT,
+        )
+        return "booked"
+
+    outcomes = _race(app, _hold(online, "06 11 11 11 11"), agent)
+    assert outcomes in (["booked", "slot_taken"], ["held", "slot_taken"])
+    db.session.expire_all()
+    holds = db.session.scalar(select(func.count()).where(VerificationCode.status == "pending"))
+    assert holds + _count(Rdv) == 1
+
+
+def test_the_right_code_posted_twice_at_once_books_once(app, client, online):
+    _response, row, code = _ask_code(client, online)
+    row_id = row.id
+
+    def post():
+        service.check_code(db.session.get(VerificationCode, row_id), code)
+        return "booked"
+
+    assert _race(app, post, post) == ["booked", "code_used"]
+    db.session.expire_all()
+    assert _count(Rdv) == 1
