@@ -622,11 +622,19 @@ def _race(app, *attempts) -> list:
 
 
 def _hold(world, phone):
+    # Ids read here, in the test's thread: the world's objects belong to its session.
+    org_id, motif_id, lieu_id, agent_id = (
+        world.org.id,
+        world.motif.id,
+        world.lieu.id,
+        world.agent.id,
+    )
+
     def attempt():
-        org = db.session.get(Organisation, world.org.id)
+        org = db.session.get(Organisation, org_id)
         details = {**DETAILS, "phone": phone, "notify_sms": True, "notify_email": True}
-        motif, lieu = db.session.get(Motif, world.motif.id), db.session.get(Lieu, world.lieu.id)
-        service.request_code(org, motif, lieu, world.agent.id, SLOT, details)
+        motif, lieu = db.session.get(Motif, motif_id), db.session.get(Lieu, lieu_id)
+        service.request_code(org, motif, lieu, agent_id, SLOT, details)
         return "held"
 
     return attempt
