@@ -74,11 +74,10 @@ def _motif(org):
 
 
 def _lieu(org, motif):
-    lieu_id = _int("lieu")
-    choices = {c.lieu.id: c for c in service.lieux_for(org, motif)} if lieu_id else {}
-    if lieu_id not in choices:
+    lieu = service.offering_lieu(org, motif, _int("lieu"))
+    if lieu is None:
         abort(404)
-    return choices[lieu_id]
+    return lieu
 
 
 def _render(template: str, step: int, **context):
@@ -164,15 +163,15 @@ def slots(slug: str):
     """Step 3: free slots, a week at a time, inside the motif's online window."""
     org = _org(slug)
     motif = _motif(org)
-    choice = _lieu(org, motif)
-    context = slot_week(org, motif, choice.lieu, utcnow())
+    lieu = _lieu(org, motif)
+    context = slot_week(org, motif, lieu, utcnow())
     return _no_store(
         _render(
             "online_slots.html",
             3,
             org=org,
             motif=motif,
-            lieu=choice.lieu,
+            lieu=lieu,
             taken=request.args.get("pris") == "1",
             **context,
         )
@@ -214,7 +213,7 @@ def details(slug: str):
     """Step 4: the usager's details; the POST holds the slot and sends the code."""
     org = _org(slug)
     motif = _motif(org)
-    lieu = _lieu(org, motif).lieu
+    lieu = _lieu(org, motif)
     agent, starts_at = _chosen_slot(org)
     form = DetailsForm()
     if request.method == "GET":

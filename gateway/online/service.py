@@ -170,6 +170,19 @@ def lieux_for(org: Organisation, motif: Motif, postcode: str | None = None) -> l
     return sorted(choices, key=lambda c: (-c.match, c.lieu.name.lower(), c.lieu.id))
 
 
+def offering_lieu(org: Organisation, motif: Motif, lieu_id) -> Lieu | None:
+    """The lieu if it belongs to ``org`` and has opening hours for ``motif``, else None."""
+    lieu = db.session.get(Lieu, lieu_id) if is_db_id(lieu_id) else None
+    if lieu is None or lieu.organisation_id != org.id:
+        return None
+    offered = db.session.scalar(
+        select(OpeningHours.id)
+        .where(OpeningHours.lieu_id == lieu.id, OpeningHours.motifs.any(id=motif.id))
+        .limit(1)
+    )
+    return lieu if offered is not None else None
+
+
 def _fmt(t) -> str:
     return f"{t.hour}h{t.minute:02d}" if t.minute else f"{t.hour}h"
 

@@ -680,3 +680,16 @@ def test_the_right_code_posted_twice_at_once_books_once(app, client, online):
     assert _race(app, post, post) == ["booked", "code_used"]
     db.session.expire_all()
     assert _count(Rdv) == 1
+
+
+def test_a_lieu_without_the_motif_or_of_another_organisation_is_404(client, online):
+    empty = Lieu(organisation_id=online.org.id, name="Antenne fermée", address="1 rue Y")
+    other_org = make_org(name="Autre")
+    foreign = Lieu(organisation_id=other_org.id, name="Ailleurs", address="2 rue Z")
+    db.session.add_all([empty, foreign])
+    db.session.commit()
+    for lieu in (empty, foreign):
+        url = f"/prendre-rdv/test-62/creneau?motif={online.motif.id}&lieu={lieu.id}"
+        assert client.get(url).status_code == 404
+    lieux = client.get(f"/prendre-rdv/test-62/lieu?motif={online.motif.id}").get_data(as_text=True)
+    assert "Antenne fermée" not in lieux and "Ailleurs" not in lieux
