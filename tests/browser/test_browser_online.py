@@ -87,7 +87,7 @@ def test_usager_books_moves_and_cancels_online(usager: Page, page: Page, online_
     # Back and forth: the steps are URLs.
     usager.go_back()
     expect(usager.locator(".fr-stepper__state")).to_have_text("Étape 3 sur 6")
-    usager.get_by_label(first_label).click()
+    usager.get_by_role("link", name=first_label, exact=True).click()
 
     usager.get_by_label("Prénom").fill("Inès")
     usager.get_by_label("Nom", exact=True).fill("Petit")
