@@ -54,6 +54,15 @@ def signed_config(app_config):
     return app_config
 
 
+@pytest.fixture
+def limited(app_config, redis_url):
+    """Rate limiting on, 3 per minute on /c/<code>; in Redis when TEST_REDIS_URL is set."""
+    app_config["RATELIMIT_ENABLED"] = True
+    app_config["CANCEL_LINK_RATE_LIMIT"] = "3 per minute"
+    app_config["RATELIMIT_STORAGE_URI"] = redis_url or "memory://"
+    return app_config
+
+
 @pytest.fixture(params=["embedded", "redis"])
 def backend(request, app_config, redis_url):
     """The job queue embedded, and on Redis when TEST_REDIS_URL is set."""
