@@ -35,6 +35,7 @@ from gateway import events, metrics
 from gateway.booking import cancel
 from gateway.errors import DomainError
 from gateway.extensions import db
+from gateway.labels import SKIP_REASON_LABELS
 from gateway.models import (
     CHANNEL_SMS,
     RDV_UNKNOWN,
@@ -76,7 +77,8 @@ KEYWORDS = {
     "START": START,
 }
 
-# InboundSms.action values.
+# InboundSms.action values (their French labels: gateway.labels.INBOUND_ACTION_LABELS).
+ACTION_PROCESSING = "processing"  # claimed by a job, being acted on
 ACTION_CANCELLED = "cancelled"
 ACTION_ALREADY_CANCELLED = "already_cancelled"
 ACTION_TOO_LATE = "too_late"
@@ -306,7 +308,7 @@ def process_inbound(inbound_id: int, now: datetime | None = None) -> str | None:
         if row is None:
             db.session.rollback()
             return None
-    elif not _claim([row.id], "processing"):
+    elif not _claim([row.id], ACTION_PROCESSING):
         db.session.rollback()
         return None
     action = _act(row, now)
@@ -452,7 +454,7 @@ def _cancel(rdv: Rdv, phone: str, now: datetime) -> tuple[str, str]:
         )
     ).all()
     for message in duplicates:
-        transition(message, S.SKIPPED, at=now, detail="remplacé par la réponse au SMS ANNULER")
+        transition(message, S.SKIPPED, at=now, detail=SKIP_REASON_LABELS["replaced_by_reply"])
     return ACTION_CANCELLED, "cancelled"
 
 
