@@ -38,6 +38,7 @@ from scheduler.transitions import transition
 from ..booking import book, lock_free_slot
 from ..errors import Conflict, DomainError, ValidationFailed
 from ..extensions import db
+from ..labels import SKIP_REASON_LABELS
 from ..models import (
     CHANNEL_EMAIL,
     CHANNEL_SMS,
@@ -375,7 +376,7 @@ def _forget_body(message: Message | None, now: datetime) -> None:
     message.html_body = None
     message.subject = None
     if message.status in S.UNSENT_STATUSES:
-        transition(message, S.CANCELLED, at=now, detail="code plus utilisable")
+        transition(message, S.CANCELLED, at=now, detail=SKIP_REASON_LABELS["code_unusable"])
 
 
 def _close(row: VerificationCode, status: str, now: datetime) -> None:
