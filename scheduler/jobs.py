@@ -15,7 +15,10 @@
 3. **Send** concurrently in a thread pool (``SMS_CONCURRENCY``, default 32;
    ``EMAIL_CONCURRENCY``, default 8), each provider throttled by its own
    rate (:mod:`scheduler.throttle`, shared by all workers through Redis).
-   Threads touch no database: they get plain data and return outcomes.
+   Threads touch no database: they get plain data and return outcomes, and
+   never raise: an exception that is not a ``ProviderError`` (a Redis error
+   from the rate limiter, a bug) costs its own message one transient attempt,
+   never its neighbours their record (:func:`_deliver`).
 4. **Retry, fail over, fail.** The provider of an attempt follows from the
    attempt count: attempts 1..N go to the organisation's first SMS provider,
    N+1..2N to the second, and so on (``N = MAX_ATTEMPTS_PER_PROVIDER``,
@@ -120,9 +123,17 @@ def provider_for(app: Flask, channel: str, name: str):
                     provider = registry.email_provider(name, config, receipt_sink=sink)
             except ValueError as exc:
                 raise TransientProviderError(name, f"configuration: {exc}", "config") from exc
-            provider.observe = metrics.observe_send
+            provider.observe = _observe
             cache[key] = provider
     return provider
+
+
+def _observe(provider: str, channel: str, seconds: float, accepted: bool) -> None:
+    """The adapters' metrics hook; a metrics fault must not turn a sent message into an error."""
+    try:
+        metrics.observe_send(provider, channel, seconds, accepted)
+    except Exception:  # metrics must never cost a send
+        log.exception("metrics: observe_send failed")
 
 
 def provider_chain(app: Flask, org: Organisation, channel: str) -> list[str]:
@@ -149,7 +160,8 @@ class _Task:
 @dataclass
 class _Outcome:
     id: int
-    result: str  # "sent", "retry", "failed", "deferred"
+    # "sent", "retry", "failed", "deferred"; "unknown": may have left, stays ``sending``
+    result: str
     attempts: int
     provider: str | None = None
     send_result: SendResult | None = None
@@ -382,7 +394,17 @@ def _send_all(app: Flask, tasks: list[_Task], deadline: float) -> Iterator[list[
 
 
 def _deliver(app: Flask, task: _Task, per_provider: int, deadline: float) -> _Outcome:
-    """Send one message, failing over along the chain; no database access here."""
+    """Send one message, failing over along the chain; no database access here.
+
+    Never raises, so that one message's fault never costs its neighbours their
+    record. An exception that is not a ``ProviderError`` before the provider is
+    called (a Redis error from the rate limiter, a bug in building the adapter)
+    is a transient error of that attempt: nothing left, so the message is
+    retried like any transient failure, its attempt counted. Past the call,
+    the adapters turn every failure into a ``ProviderError``; should one break
+    that contract, the message may have left: it stays ``sending`` ("unknown")
+    for the reconciler's ``SENDING_TIMEOUT``, never blindly sent again.
+    """
     attempts = task.attempts
     last_error: ProviderError | None = None
     while True:
@@ -399,29 +421,46 @@ def _deliver(app: Flask, task: _Task, per_provider: int, deadline: float) -> _Ou
         try:
             provider = provider_for(app, task.channel, name)
             rate_limiter(app, name).acquire()
-            if task.channel == CHANNEL_SMS:
-                result = provider.send_sms(task.outbound)
-            else:
-                result = provider.send_email(task.outbound)
         except ProviderError as exc:
-            last_error = exc
-            if not exc.transient:
-                return _Outcome(task.id, "failed", attempts, provider=name, error=exc)
-            next_index = attempts // per_provider
-            if next_index >= len(task.chain):
-                return _Outcome(task.id, "failed", attempts, provider=name, error=exc)
-            if next_index != index:
-                attempts += 1  # fail over to the next provider now
-                continue
-            return _Outcome(
-                task.id,
-                "retry",
-                attempts,
-                provider=name,
-                error=exc,
-                backoff_step=attempts - index * per_provider,
+            error = exc
+        except Exception as exc:  # not handed over: a transient failure
+            log.exception("message %s: error before the call to %s", task.id, name)
+            error = TransientProviderError(
+                name, f"erreur interne avant l'envoi ({type(exc).__name__}: {exc})", "internal"
             )
-        return _Outcome(task.id, "sent", attempts, provider=name, send_result=result)
+        else:
+            try:
+                if task.channel == CHANNEL_SMS:
+                    result = provider.send_sms(task.outbound)
+                else:
+                    result = provider.send_email(task.outbound)
+            except ProviderError as exc:
+                error = exc
+            except Exception as exc:  # the adapter broke its contract
+                log.exception("message %s: %s raised outside the error contract", task.id, name)
+                error = TransientProviderError(
+                    name, f"issue inconnue de l'envoi ({type(exc).__name__}: {exc})", "unknown"
+                )
+                return _Outcome(task.id, "unknown", attempts, provider=name, error=error)
+            else:
+                return _Outcome(task.id, "sent", attempts, provider=name, send_result=result)
+        last_error = error
+        if not error.transient:
+            return _Outcome(task.id, "failed", attempts, provider=name, error=error)
+        next_index = attempts // per_provider
+        if next_index >= len(task.chain):
+            return _Outcome(task.id, "failed", attempts, provider=name, error=error)
+        if next_index != index:
+            attempts += 1  # fail over to the next provider now
+            continue
+        return _Outcome(
+            task.id,
+            "retry",
+            attempts,
+            provider=name,
+            error=error,
+            backoff_step=attempts - index * per_provider,
+        )
 
 
 def backoff(step: int, base: float, cap: float) -> timedelta:
