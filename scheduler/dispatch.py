@@ -41,6 +41,9 @@ from .transitions import bulk_transition, reschedule
 log = logging.getLogger(__name__)
 
 SEND_JOB = "scheduler.jobs.send_messages"
+# How many times RQ runs a send job again when it raised or its worker died
+# (scheduler.queue.requeue_abandoned): safe, a run claims only rows still queued.
+SEND_JOB_RETRIES = 3
 
 
 def _lock_for_dispatch(query):
@@ -119,7 +122,9 @@ def _enqueue_send_jobs(rows) -> int:
     for _, group in groupby(ordered, key=lambda r: (r.organisation_id, r.channel)):
         ids = [r.id for r in group]
         batches.extend(([*ids[i : i + size]],) for i in range(0, len(ids), size))
-    return enqueue_many(SEND_JOB, batches, job_timeout=int(config["SEND_JOB_TIMEOUT"]))
+    return enqueue_many(
+        SEND_JOB, batches, job_timeout=int(config["SEND_JOB_TIMEOUT"]), retries=SEND_JOB_RETRIES
+    )
 
 
 def dispatch_all_due(now: datetime | None = None, due_before: datetime | None = None) -> int:

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import selectinload
 
 from gateway import events, metrics
@@ -175,10 +175,67 @@ class _Outcome:
 def send_messages(message_ids: list[int]) -> dict[str, int]:
     """Send the ``queued`` messages among ``message_ids``; return counts by outcome."""
     app = current_app._get_current_object()
-    started = time.monotonic()
+    deadline = time.monotonic() + 0.8 * app.config["SEND_JOB_TIMEOUT"]
+    ids = list(dict.fromkeys(message_ids))
+    counts: dict[str, int] = {}
+    if not ids:
+        return counts
+    config = app.config
+    sms = db.session.scalar(
+        select(exists().where(Message.id.in_(ids), Message.channel == CHANNEL_SMS))
+    )
+    concurrency = int(config["SMS_CONCURRENCY"] if sms else config["EMAIL_CONCURRENCY"])
+    chunk = max(1, int(config.get("WRITE_BACK_EVERY") or concurrency))
+    if len(ids) == 1:
+        concurrency = 1  # no thread hand-off for a lone message
+    left: list[int] = []
+    claims = _claims(app, ids, chunk, deadline, counts, left)
+    for outcomes in _send_all(app, claims, concurrency, chunk, deadline):
+        _write_back(outcomes, counts)
+        db.session.commit()
+    if left:
+        # The deadline came first: what this job never claimed goes back to the
+        # dispatcher now (a row another job claimed meanwhile is not touched).
+        now = utcnow()
+        deferred = bulk_reschedule(
+            left,
+            now,
+            at=now,
+            from_statuses=(S.QUEUED,),
+            details=dict.fromkeys(left, "lot trop long : renvoyé au prochain passage"),
+        )
+        _count(counts, "deferred", len(deferred))
+        db.session.commit()
+    log.info("send job: %d ids, %s", len(ids), counts)
+    return counts
+
+
+def _claims(
+    app: Flask,
+    ids: list[int],
+    size: int,
+    deadline: float,
+    counts: dict[str, int],
+    left: list[int],
+) -> Iterator[list[_Task]]:
+    """Claim ``ids`` ``size`` at a time; yield each slice's tasks (those still to send).
+
+    A slice is claimed only when the caller asks for it, that is when the
+    threads are ready to send it (:func:`_send_all`). Past ``deadline`` nothing
+    more is claimed: the rest goes to ``left``.
+    """
+    for start in range(0, len(ids), size):
+        if time.monotonic() > deadline:
+            left.extend(ids[start:])
+            return
+        yield _claim(app, ids[start : start + size], counts)
+
+
+def _claim(app: Flask, ids: list[int], counts: dict[str, int]) -> list[_Task]:
+    """Claim the rows of ``ids`` still ``queued`` (committed), check them at send time."""
     now = utcnow()
     claimed = bulk_transition(
-        message_ids,
+        ids,
         S.SENDING,
         at=now,
         from_statuses=(S.QUEUED,),
@@ -186,7 +243,7 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     )
     db.session.commit()
     if not claimed:
-        return {}
+        return []
     messages = db.session.scalars(
         select(Message)
         .where(Message.id.in_(claimed))
@@ -197,16 +254,9 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
         )
         .order_by(Message.id)
     ).all()
-    counts: dict[str, int] = {}
     tasks = _check_at_send_time(app, messages, now, counts)
     db.session.commit()
-    if tasks:
-        deadline = started + 0.8 * app.config["SEND_JOB_TIMEOUT"]
-        for outcomes in _send_all(app, tasks, deadline):
-            _write_back(outcomes, counts)
-            db.session.commit()
-    log.info("send job: %d claimed of %d, %s", len(claimed), len(message_ids), counts)
-    return counts
+    return tasks
 
 
 def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
@@ -347,41 +397,44 @@ def _pool(size: int) -> ThreadPoolExecutor:
         return pool
 
 
-def _send_all(app: Flask, tasks: list[_Task], deadline: float) -> Iterator[list[_Outcome]]:
-    """Send the tasks concurrently; yield their outcomes in chunks, as they complete.
+def _send_all(
+    app: Flask,
+    claims: Iterator[list[_Task]],
+    concurrency: int,
+    chunk: int,
+    deadline: float,
+) -> Iterator[list[_Outcome]]:
+    """Send what ``claims`` gives, concurrently; yield the outcomes in chunks, as they complete.
 
-    The caller writes each chunk back and commits before asking for the next,
-    and at most ``concurrency + chunk`` tasks are ever submitted but not yet
-    written back. That window bounds what a worker killed mid-batch can leave
-    sent-but-unrecorded (then sent again after ``SENDING_TIMEOUT``), whatever
-    the batch size: large batches stay cheap to claim without widening it.
+    The caller writes each chunk back and commits before asking for the next.
+    A new slice is claimed only when it fits, with the sends in flight and the
+    outcomes not yet written back, in ``concurrency + chunk``: no job ever has
+    more rows ``sending`` than that window, whatever the batch size. It bounds
+    both what a worker killed mid-batch may have handed to a provider without
+    recording it (sent again after ``SENDING_TIMEOUT``) and what it leaves
+    ``sending`` at all: the rest of its batch is still ``queued``.
     """
-    config = app.config
-    sms = any(t.channel == CHANNEL_SMS for t in tasks)
-    concurrency = int(config["SMS_CONCURRENCY"] if sms else config["EMAIL_CONCURRENCY"])
-    per_provider = max(1, int(config["MAX_ATTEMPTS_PER_PROVIDER"]))
-    chunk = max(1, int(config.get("WRITE_BACK_EVERY") or concurrency))
+    per_provider = max(1, int(app.config["MAX_ATTEMPTS_PER_PROVIDER"]))
 
     def run(task: _Task) -> _Outcome:
         return _deliver(app, task, per_provider, deadline)
 
-    if concurrency <= 1 or len(tasks) == 1:
-        for start in range(0, len(tasks), chunk):
-            yield [run(t) for t in tasks[start : start + chunk]]
+    if concurrency <= 1:
+        for tasks in claims:
+            if tasks:
+                yield [run(t) for t in tasks]
         return
     pool = _pool(concurrency)
-    window = concurrency + chunk
-    todo = iter(tasks)
     running: set = set()
     done: list[_Outcome] = []
     exhausted = False
     while True:
-        while not exhausted and len(running) + len(done) < window:
-            task = next(todo, None)
-            if task is None:
+        while not exhausted and len(running) + len(done) <= concurrency:
+            tasks = next(claims, None)
+            if tasks is None:
                 exhausted = True
             else:
-                running.add(pool.submit(run, task))
+                running.update(pool.submit(run, task) for task in tasks)
         if not running:
             break
         finished, running = wait(running, return_when=FIRST_COMPLETED)

@@ -23,32 +23,41 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 
 from flask import Flask
 
 from gateway.extensions import db
 
 from .dispatch import dispatch_due, reconcile_stale
-from .queue import embedded_queue, enqueue, pending_jobs
+from .queue import embedded_queue, enqueue, pending_jobs, requeue_abandoned
 from .webhook_delivery import dispatch_webhooks, reconcile_webhooks
 
 log = logging.getLogger(__name__)
 
 
-def tick(app: Flask, reconcile: bool = False) -> dict[str, int]:
-    """One round: dispatch until the backlog is empty or the queue is full; maybe reconcile."""
+def tick(app: Flask, reconcile: bool = False, now: datetime | None = None) -> dict[str, int]:
+    """One round: requeue the jobs of dead workers, maybe reconcile, then dispatch until
+    the backlog is empty or the queue is full.
+
+    ``now`` (default: the clock) is for tests that play the scheduler at a
+    later time; production passes nothing.
+    """
     done = {"queued": 0}
     limit = app.config["DISPATCH_LIMIT"]
     max_pending = app.config["DISPATCH_MAX_PENDING_JOBS"]
     with app.app_context():
         try:
+            abandoned = requeue_abandoned(app, now)
+            if abandoned:
+                done["abandoned"] = abandoned
             if reconcile:
-                done.update(reconcile_stale())
+                done.update(reconcile_stale(now))
                 reclaimed = reconcile_webhooks()
                 if reclaimed:
                     done["webhooks_reclaimed"] = reclaimed
             while pending_jobs(app) < max_pending:
-                count = dispatch_due(limit=limit)
+                count = dispatch_due(now, limit=limit)
                 done["queued"] += count
                 if count < limit:
                     break
