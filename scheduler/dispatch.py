@@ -167,7 +167,6 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
     """
     config = current_app.config
     now = require_aware(now or utcnow())
-    table = Message.__table__
     stale_before = now - timedelta(seconds=config["SENDING_TIMEOUT"])
     stale = db.session.scalars(
         _lock_for_dispatch(
@@ -181,15 +180,37 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
     db.session.commit()
 
     lost_before = now - timedelta(seconds=config["QUEUED_TIMEOUT"])
+    lost = requeue_queued(lost_before, now)
+    inbound = _requeue_unhandled_inbound(now, lost_before)
+    if stale or lost or inbound:
+        log.warning(
+            "reconcile: %d stale sending rescheduled, %d lost queued re-queued, "
+            "%d inbound SMS re-queued",
+            len(stale),
+            lost,
+            inbound,
+        )
+    return {"rescheduled": len(stale), "requeued": lost, "inbound_requeued": inbound}
+
+
+def requeue_queued(before: datetime, now: datetime | None = None) -> int:
+    """New send jobs for the rows ``queued`` since before ``before`` (their job is lost).
+
+    Safe whatever still holds them: a send job claims only rows still
+    ``queued``, so of two jobs with the same ids one sends, the other finds
+    nothing. ``queued_at`` restarts the clock, so the same rows are not
+    re-queued on every reconcile. Returns how many rows were queued again.
+    """
+    now = require_aware(now or utcnow())
+    table = Message.__table__
     lost = db.session.execute(
         _lock_for_dispatch(
             select(table.c.id, table.c.organisation_id, table.c.channel)
-            .where(table.c.status == S.QUEUED, table.c.queued_at < lost_before)
-            .limit(config["DISPATCH_LIMIT"])
+            .where(table.c.status == S.QUEUED, table.c.queued_at < require_aware(before))
+            .limit(current_app.config["DISPATCH_LIMIT"])
         )
     ).all()
     if lost:
-        # queued_at restarts the clock, so the same rows are not re-queued every minute.
         db.session.execute(
             update(table)
             .where(table.c.id.in_([r.id for r in lost]), table.c.status == S.QUEUED)
@@ -197,16 +218,7 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
         )
     db.session.commit()
     _enqueue_send_jobs(lost)
-    inbound = _requeue_unhandled_inbound(now, lost_before)
-    if stale or lost or inbound:
-        log.warning(
-            "reconcile: %d stale sending rescheduled, %d lost queued re-queued, "
-            "%d inbound SMS re-queued",
-            len(stale),
-            len(lost),
-            inbound,
-        )
-    return {"rescheduled": len(stale), "requeued": len(lost), "inbound_requeued": inbound}
+    return len(lost)
 
 
 INBOUND_JOB = "webhooks.inbound.process_inbound_job"

@@ -28,8 +28,9 @@ from datetime import datetime
 from flask import Flask
 
 from gateway.extensions import db
+from gateway.timeutil import utcnow
 
-from .dispatch import dispatch_due, reconcile_stale
+from .dispatch import dispatch_due, reconcile_stale, requeue_queued
 from .queue import embedded_queue, enqueue, pending_jobs, requeue_abandoned
 from .webhook_delivery import dispatch_webhooks, reconcile_webhooks
 
@@ -69,6 +70,28 @@ def tick(app: Flask, reconcile: bool = False, now: datetime | None = None) -> di
     return done
 
 
+def recover_embedded(app: Flask) -> int:
+    """Embedded mode, at start: queue again every row an earlier process left ``queued``.
+
+    The embedded queue lives and dies with its process, worker thread included:
+    a row ``queued`` before this process queued anything has no job any more
+    (the embedded equivalent of a dead RQ worker's job), so it goes now instead
+    of after ``QUEUED_TIMEOUT``. Rows left ``sending`` wait for
+    ``SENDING_TIMEOUT`` as on RQ: they may have reached the provider. Returns
+    how many rows were queued again.
+    """
+    if app.config.get("REDIS_URL"):
+        return 0
+    with app.app_context():
+        try:
+            count = requeue_queued(utcnow())
+        finally:
+            db.session.remove()
+    if count:
+        log.warning("embedded: %d message(s) left queued by an earlier process queued again", count)
+    return count
+
+
 def run_forever(app: Flask, stop: threading.Event | None = None) -> None:
     """Tick every ``DISPATCH_INTERVAL`` seconds, reconcile every ``RECONCILE_INTERVAL``.
 
@@ -83,6 +106,10 @@ def run_forever(app: Flask, stop: threading.Event | None = None) -> None:
     retention_every = float(app.config.get("RETENTION_INTERVAL", 3600.0))
     last_retention = time.monotonic()
     log.info("scheduler: dispatch every %.1f s, reconcile every %.0f s", interval, reconcile_every)
+    try:
+        recover_embedded(app)
+    except Exception:  # the database may be starting: the reconcile will catch up
+        log.exception("embedded recovery failed")
     while not stop.is_set():
         now = time.monotonic()
         reconcile = now - last_reconcile >= reconcile_every

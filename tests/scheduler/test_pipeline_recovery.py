@@ -322,3 +322,24 @@ def test_an_error_that_is_not_a_provider_error_costs_one_send_not_the_batch(
     assert sorted(outbox) == ids  # each exactly once, the failed one retried once
     sent = messages(id=failed)[0]
     assert (sent.status, sent.attempts) == (S.SENT, 2)
+
+
+def test_an_embedded_restart_sends_what_the_dead_process_left_queued(app, world, clock):
+    """The embedded queue dies with its process: at start, the scheduler queues again
+    at once what an earlier process left ``queued`` (not after ``QUEUED_TIMEOUT``),
+    and leaves a ``sending`` row (it may have reached the provider) to the timeout."""
+    from scheduler.periodic import recover_embedded
+
+    for i in range(3):
+        book_for(world, sms_usager(world, phone=f"+336500{i:03d}12"), days=3, hour=9 + i)
+    assert dispatch_due(utcnow()) == 3
+    first, *others = messages(kind="confirmation")
+    bulk_transition([first.id], S.SENDING, at=utcnow(), from_statuses=(S.QUEUED,), attempts=1)
+    db.session.commit()
+    _lose_queued_jobs(app, "embedded")  # the process died with its queue
+
+    assert recover_embedded(app) == 2
+    run_pending(app)
+    assert sorted(int(m.reference) for m in simulator_outbox(app)) == [m.id for m in others]
+    assert messages(id=first.id)[0].status == S.SENDING
+    assert recover_embedded(app) == 0  # nothing is queued twice
