@@ -147,12 +147,13 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
       so it is retried (and fails over when its attempts say so). Duplicate
       risk, by design bounded: if the provider had accepted the SMS but the
       worker died before recording it *and* no receipt came within the
-      timeout, the usager gets it twice. That can only concern the batch the
-      killed worker held: its results are written back once per batch, so
-      every message of it already accepted is unrecorded (at most
-      ``SEND_BATCH_SIZE`` per killed worker; the SIGKILL fault test sees whole
-      batches go twice); a warm shutdown (SIGTERM) finishes the batch first, and a
-      worker restarted between batches leaves no ``sending`` row behind.
+      timeout, the usager gets it twice. That can only concern the rows the
+      killed worker had claimed: a send job claims one window at a time
+      (``SMS_CONCURRENCY`` + ``WRITE_BACK_EVERY``, :mod:`scheduler.jobs`), the
+      rest of its batch stays ``queued`` and goes again within about a minute
+      (:func:`scheduler.queue.requeue_abandoned`); a warm shutdown (SIGTERM)
+      finishes the batch first, and a worker restarted between batches leaves
+      no ``sending`` row behind.
       ``SEND_JOB_TIMEOUT`` must stay well below ``SENDING_TIMEOUT``: a job
       still legitimately running is never taken for a dead one.
     * ``queued`` for longer than ``QUEUED_TIMEOUT`` (default 5 min): its job

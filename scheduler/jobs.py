@@ -2,10 +2,14 @@
 
 ``send_messages(message_ids)`` is an RQ job (plain ids in). Its steps:
 
-1. **Claim.** ``UPDATE messages SET status='sending', attempts=attempts+1
-   WHERE id IN (...) AND status='queued'`` (one statement, committed). Only
-   the rows this job claimed are sent: the same job run twice, or two jobs
-   holding the same ids (a re-queue after a lost job), send nothing twice.
+1. **Claim, only what is about to go.** ``UPDATE messages SET
+   status='sending', attempts=attempts+1 WHERE id IN (...) AND
+   status='queued'`` (committed), one slice of ``WRITE_BACK_EVERY`` ids
+   (default ``SMS_CONCURRENCY``) at a time, when the threads are ready to send
+   it (:func:`_send_all`): a job never has more than ``concurrency + chunk``
+   rows ``sending``; the rest of its batch stays ``queued``. Only the rows
+   this job claimed are sent: the same job run twice, or two jobs holding the
+   same ids (a re-queue after a lost job or a dead worker), send nothing twice.
 2. **Check, at send time** (planning normally did it earlier, but time passed):
    rdv cancelled, or moved since the message was planned -> ``cancelled``;
    rdv started -> ``skipped``; SMS to an opted-out usager -> ``skipped``; no
@@ -30,12 +34,27 @@
    and an SMS that fails gets its email fallback
    (:func:`gateway.planning.plan_email_fallback`). Twilio's 21610 (the
    recipient sent STOP) also sets ``usager.sms_opted_out``.
-5. **Write back in bulk**: one transaction per batch, a handful of
-   statements whatever the batch size.
+5. **Write back in bulk**, every chunk of outcomes as they complete: one
+   transaction, a handful of statements whatever the chunk size.
 
-A job stops starting new sends once it has used 80 % of ``SEND_JOB_TIMEOUT``
-(rate limits can make a batch slow); what it did not start goes back to
-``scheduled`` for now, untouched, so RQ never kills a job mid-send.
+A job stops claiming and starting sends once it has used 80 % of
+``SEND_JOB_TIMEOUT`` (rate limits can make a batch slow); what it did not
+start goes back to ``scheduled`` for now, untouched, so RQ never kills a job
+mid-send.
+
+**A worker that dies** (SIGKILL, lost machine) leaves two kinds of rows, and
+the rule is that only the second waits:
+
+* its batch's rows still ``queued``: never handed to a provider. Its job's
+  lease runs out ``LEASE_SECONDS`` (30 s) after the death and the scheduler
+  has RQ run the job again (:func:`scheduler.queue.requeue_abandoned`, every
+  tick); that run claims them. Embedded mode: the queue dies with the process,
+  and the restarted scheduler queues them again at once
+  (:func:`scheduler.periodic.recover_embedded`).
+* its rows ``sending``: perhaps handed to the provider, at most one window.
+  They wait for a receipt (which finds them by our reference) or
+  ``SENDING_TIMEOUT``, then go again (:func:`scheduler.dispatch.reconcile_stale`):
+  the duplicate bound, never a blind resend.
 """
 
 from __future__ import annotations

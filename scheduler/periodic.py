@@ -16,6 +16,18 @@ and applies back-pressure: it stops queueing when ``DISPATCH_MAX_PENDING_JOBS``
 jobs already wait, so a backlog stays in the database, where it is safe, rather
 than in Redis. Several schedulers at once are safe (row claims, see
 :mod:`scheduler.dispatch`), they only add database work.
+
+Dead workers, the rule (:mod:`scheduler.jobs`): what a dead worker never
+handed to a provider goes again within about a minute; what it may have
+handed over waits for a receipt or ``SENDING_TIMEOUT``. Every tick asks RQ
+for the jobs whose lease ran out (their worker stopped renewing it
+``LEASE_SECONDS`` ago) and has them run again
+(:func:`scheduler.queue.requeue_abandoned`); a run again claims only the rows
+still ``queued``. In embedded mode the worker dies with this loop's process,
+so the loop starts by queueing again what an earlier process left ``queued``
+(:func:`recover_embedded`). The reconcile, every minute, stays the backstop
+for everything else: ``sending`` rows past ``SENDING_TIMEOUT``, jobs lost with
+Redis (``queued`` past ``QUEUED_TIMEOUT``), jobs out of retries.
 """
 
 from __future__ import annotations
