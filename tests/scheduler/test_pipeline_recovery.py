@@ -18,7 +18,7 @@ from scheduler.throttle import _TOKEN_BUCKET, LocalBucket, rate_limiter
 from scheduler.transitions import bulk_transition
 
 from ..fakes.smtp_server import FakeSmtp
-from .conftest import book_for, messages, simulator_outbox, sms_usager
+from .conftest import book_for, book_many, messages, simulator_outbox, sms_usager
 
 BACKENDS = pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
 
@@ -292,13 +292,7 @@ def test_an_error_that_is_not_a_provider_error_costs_one_send_not_the_batch(
     app = request.getfixturevalue("app")
     world = request.getfixturevalue("world")
     request.getfixturevalue("clock")
-    for i in range(10):
-        book_for(
-            world,
-            sms_usager(world, phone=f"+336400{i:03d}12"),
-            days=3 + i // 5,
-            hour=(9, 10, 11, 14, 15)[i % 5],
-        )
+    book_many(world, 10, series=400)
     limiters = app.extensions.setdefault("lapin_rate_limiters", {})
     limiters["simulator"] = _FailsOnce(rate_limiter(app, "simulator"), n=4)
     assert dispatch_due(utcnow()) == 10
@@ -330,8 +324,7 @@ def test_an_embedded_restart_sends_what_the_dead_process_left_queued(app, world,
     and leaves a ``sending`` row (it may have reached the provider) to the timeout."""
     from scheduler.periodic import recover_embedded
 
-    for i in range(3):
-        book_for(world, sms_usager(world, phone=f"+336500{i:03d}12"), days=3, hour=9 + i)
+    book_many(world, 3, series=500)
     assert dispatch_due(utcnow()) == 3
     first, *others = messages(kind="confirmation")
     bulk_transition([first.id], S.SENDING, at=utcnow(), from_statuses=(S.QUEUED,), attempts=1)

@@ -18,7 +18,15 @@ from scheduler.dispatch import dispatch_due
 from scheduler.jobs import send_messages
 from scheduler.queue import run_pending
 
-from .conftest import TWILIO_SETTINGS, TWILIO_URL, book_for, messages, simulator_outbox, sms_usager
+from .conftest import (
+    TWILIO_SETTINGS,
+    TWILIO_URL,
+    book_for,
+    book_many,
+    messages,
+    simulator_outbox,
+    sms_usager,
+)
 
 BACKENDS = pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
 
@@ -75,13 +83,7 @@ def _confirmation(world, usager=None):
 
 @BACKENDS
 def test_the_same_ids_sent_by_two_racing_jobs_go_once(backend, app, world, clock):
-    for i in range(12):
-        book_for(
-            world,
-            sms_usager(world, phone=f"+336300{i:03d}12"),
-            days=3 + i // 6,
-            hour=(9, 10, 11, 14, 15, 16)[i % 6],
-        )
+    book_many(world, 12, series=300)
     assert dispatch_due(utcnow()) == 12
     ids = [m.id for m in messages(kind="confirmation")]
     barrier = threading.Barrier(2)
@@ -320,13 +322,7 @@ def test_a_job_claims_only_what_is_about_to_go(app_config, request):
     app = request.getfixturevalue("app")
     world = request.getfixturevalue("world")
     request.getfixturevalue("clock")
-    for i in range(30):
-        book_for(
-            world,
-            sms_usager(world, phone=f"+336600{i:03d}12"),
-            days=3 + i // 6,
-            hour=(9, 10, 11, 14, 15, 16)[i % 6],
-        )
+    book_many(world, 30, series=600)
     assert dispatch_due(utcnow()) == 30
     simulator = provider_for(app, "sms", "simulator")
     original = simulator._accept
