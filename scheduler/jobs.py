@@ -16,7 +16,7 @@
    consent for the channel -> ``skipped``; no recipient -> ``skipped``; SMS
    inside quiet hours -> back to ``scheduled`` for the morning. Rows that go
    nowhere get their claimed attempt back.
-3. **Send** concurrently in a thread pool (``SMS_CONCURRENCY``, default 32;
+3. **Send** concurrently in a thread pool (``SMS_CONCURRENCY``, default 128;
    ``EMAIL_CONCURRENCY``, default 8), each provider throttled by its own
    rate (:mod:`scheduler.throttle`, shared by all workers through Redis).
    Threads touch no database: they get plain data and return outcomes, and

@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 
 
 def tick(app: Flask, reconcile: bool = False, now: datetime | None = None) -> dict[str, int]:
-    """One round: requeue the jobs of dead workers, maybe reconcile, then dispatch until
-    the backlog is empty or the queue is full.
+    """One round: maybe reconcile, queue again the jobs of dead workers, then dispatch
+    until the backlog is empty or the queue is full.
 
     ``now`` (default: the clock) is for tests that play the scheduler at a
     later time; production passes nothing.
@@ -61,14 +61,14 @@ def tick(app: Flask, reconcile: bool = False, now: datetime | None = None) -> di
     max_pending = app.config["DISPATCH_MAX_PENDING_JOBS"]
     with app.app_context():
         try:
-            abandoned = requeue_abandoned(app, now)
-            if abandoned:
-                done["abandoned"] = abandoned
             if reconcile:
                 done.update(reconcile_stale(now))
                 reclaimed = reconcile_webhooks()
                 if reclaimed:
                     done["webhooks_reclaimed"] = reclaimed
+            abandoned = requeue_abandoned(app, now)
+            if abandoned:
+                done["abandoned"] = abandoned
             while pending_jobs(app) < max_pending:
                 count = dispatch_due(now, limit=limit)
                 done["queued"] += count
