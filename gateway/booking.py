@@ -10,6 +10,14 @@ takes the agent's row lock on PostgreSQL and the database write lock on
 SQLite, so the overlap check that follows sees every committed rdv and no
 other booking of that agent can commit in between. On PostgreSQL an exclusion
 constraint enforces the same rule in the database as a second line.
+
+Changes to one rdv (move, cancel, outcome) are serialised on the rdv's row and
+decided after the lock, from the row as it is then (:func:`_lock_rdv`): a move
+racing a cancel either moves first and is then cancelled (the usager gets the
+``cancelled`` notice, naming the new date), or finds the rdv cancelled and is
+refused (409). Locks are always taken rdv first, agent second: no deadlock.
+An rdv that took place (``seen``, ``noshow``) or was cancelled (``excused``,
+``revoked``) cannot be moved (409 ``rdv_not_movable``).
 """
 
 from __future__ import annotations
@@ -55,6 +63,40 @@ def _owned(model, obj_id, organisation: Organisation, field: str, label: str):
 def _lock_agent(agent: Agent) -> None:
     db.session.execute(
         update(Agent).where(Agent.id == agent.id).values(booking_version=Agent.booking_version + 1)
+    )
+
+
+def _lock_rdv(rdv: Rdv) -> Rdv:
+    """Take the rdv's row lock, then re-read the row: decide from what is true now.
+
+    PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` (other changes of this rdv wait;
+    rows that merely reference it, such as new messages, do not). SQLite: a no-op
+    UPDATE of the row, which takes the database write lock, as :func:`_lock_agent`.
+    """
+    query = select(Rdv).where(Rdv.id == rdv.id)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(key_share=True)
+    else:
+        db.session.execute(
+            update(Rdv)
+            .where(Rdv.id == rdv.id)
+            .values(plan_generation=Rdv.plan_generation, updated_at=Rdv.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    return db.session.scalars(query.execution_options(populate_existing=True)).one()
+
+
+def _refuse_unless_movable(rdv: Rdv) -> None:
+    if rdv.status in (RDV_SEEN, RDV_NOSHOW):
+        what = "a déjà eu lieu"
+    elif rdv.is_cancelled:
+        what = "est annulé"
+    else:
+        return
+    raise Conflict(
+        f"Ce rendez-vous {what} : il ne peut plus être déplacé. "
+        "Prenez un nouveau rendez-vous si besoin.",
+        code="rdv_not_movable",
     )
 
 
@@ -159,10 +201,8 @@ def move(
     """Change the start (and/or the lieu): pending messages are cancelled, a ``moved`` goes out."""
     now = require_aware(now or utcnow())
     try:
-        if rdv.is_cancelled:
-            raise Conflict(
-                "Ce rendez-vous est annulé : il ne peut plus être déplacé.", code="rdv_cancelled"
-            )
+        _lock_rdv(rdv)
+        _refuse_unless_movable(rdv)
         org = rdv.organisation
         lieu = _owned(Lieu, lieu_id, org, "lieu_id", "Lieu") if lieu_id is not None else rdv.lieu
         new_start = require_aware(starts_at).replace(microsecond=0) if starts_at else rdv.starts_at
@@ -197,6 +237,7 @@ def cancel(rdv: Rdv, *, via: str, agent: Agent | None = None, now: datetime | No
     minimum notice; the service (agent, API) can.
     """
     now = require_aware(now or utcnow())
+    _lock_rdv(rdv)  # the caller's transaction ends it (an inbound SMS commits its row with it)
     if rdv.is_cancelled:
         return False
     by_usager = via in USAGER_CHANNELS
@@ -224,6 +265,7 @@ def record_outcome(rdv: Rdv, status: str, *, now: datetime | None = None) -> Rdv
     now = require_aware(now or utcnow())
     if status not in (RDV_SEEN, RDV_NOSHOW, RDV_UNKNOWN):
         raise ValidationFailed("Statut invalide.", fields={"status": "Attendu : seen ou noshow."})
+    _lock_rdv(rdv)
     if rdv.is_cancelled:
         raise Conflict("Ce rendez-vous est annulé.", code="rdv_cancelled")
     if rdv.starts_at > now:

@@ -271,6 +271,17 @@ def test_status_seen_only_after_start(api, world):
     assert r.status_code == 200 and r.json["status"] == "noshow"
 
 
+def test_an_rdv_already_seen_cannot_be_moved_409(api, world):
+    """Issue 11, defect 5: PATCH on a ``seen`` rdv moved it (and texted the usager)."""
+    rdv = api.post("/rdvs", rdv_payload(world)).json
+    with time_machine.travel(NOW + timedelta(days=4, hours=1), tick=False):
+        assert api.post(f"/rdvs/{rdv['id']}/status", {"status": "seen"}).status_code == 200
+        r = api.patch(f"/rdvs/{rdv['id']}", {"starts_at": "2026-06-08T10:00:00+02:00"})
+    assert r.status_code == 409, r.json
+    assert r.json["error"]["code"] == "rdv_not_movable"
+    assert api.get(f"/rdvs/{rdv['id']}").json["starts_at"] == rdv["starts_at"]
+
+
 def test_every_invalid_field_is_reported_at_once(api, world):
     r = api.post(
         "/rdvs",

@@ -1,7 +1,7 @@
 """Agent pages through the test client: login, agenda, the booking form, the rdv page."""
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -204,3 +204,29 @@ def test_health(client, app):
     assert r.status_code == 200
     assert r.json["database"]["status"] == "ok"
     assert r.json["queue"]["status"] == "ok"
+
+
+def test_moving_an_rdv_marked_absent_is_refused_with_a_french_message(login, world):
+    """Issue 11, defect 5, on the agent form: the rdv was moved and the usager texted."""
+    from gateway.booking import book, record_outcome
+
+    rdv = book(
+        world.org,
+        motif_id=world.motif.id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[world.usager.id],
+        starts_at=datetime(2026, 6, 1, 11, 0, tzinfo=PARIS),
+        now=datetime(2026, 5, 29, 10, 0, tzinfo=PARIS),
+    )
+    record_outcome(rdv, "noshow", now=NOW + timedelta(hours=2))
+    with time_machine.travel(NOW + timedelta(hours=3), tick=False):
+        r = login.post(
+            f"/rdvs/{rdv.id}/move",
+            data={"starts_at": "2026-06-03T10:00", "lieu_id": world.lieu.id},
+            follow_redirects=True,
+        )
+    page = r.get_data(as_text=True)
+    assert "Ce rendez-vous a déjà eu lieu : il ne peut plus être déplacé." in page
+    db.session.expire_all()
+    assert db.session.get(Rdv, rdv.id).starts_at == datetime(2026, 6, 1, 11, 0, tzinfo=PARIS)
