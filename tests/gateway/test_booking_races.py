@@ -18,13 +18,15 @@ import pytest
 import time_machine
 from sqlalchemy import event, select
 
-from gateway.booking import book, cancel, move
+from gateway.booking import cancel, move
 from gateway.errors import Conflict
 from gateway.extensions import db
 from gateway.models import Message, Rdv
 from providers import status as S
 from scheduler.dispatch import dispatch_all_due
 from scheduler.queue import run_pending
+
+from ..factories import book_rdv
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=PARIS)
@@ -83,15 +85,7 @@ def test_a_move_racing_a_cancel_never_leaves_the_usager_uninformed(app, world, f
     and its ``moved`` notice was then cancelled as "rdv annulé": silence.
     Move first, the cancel notice named the date the rdv had before the move."""
     with time_machine.travel(NOW, tick=False):
-        rdv = book(
-            world.org,
-            motif_id=world.motif.id,
-            lieu_id=world.lieu.id,
-            agent_id=world.agent.id,
-            usager_ids=[world.usager.id],
-            starts_at=BOOKED,
-            now=NOW,
-        )
+        rdv = book_rdv(world, BOOKED, now=NOW)
         rdv_id = rdv.id
         db.session.commit()
         stopper = StopBeforeFirstWrite(db.engine)

@@ -12,7 +12,7 @@ from gateway import create_app
 from gateway.extensions import db
 from gateway.models import Rdv, Usager
 
-from ..factories import make_agent, make_org
+from ..factories import book_rdv, make_agent, make_org
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=PARIS)
@@ -208,15 +208,11 @@ def test_health(client, app):
 
 def test_moving_an_rdv_marked_absent_is_refused_with_a_french_message(login, world):
     """Issue 11, defect 5, on the agent form: the rdv was moved and the usager texted."""
-    from gateway.booking import book, record_outcome
+    from gateway.booking import record_outcome
 
-    rdv = book(
-        world.org,
-        motif_id=world.motif.id,
-        lieu_id=world.lieu.id,
-        agent_id=world.agent.id,
-        usager_ids=[world.usager.id],
-        starts_at=datetime(2026, 6, 1, 11, 0, tzinfo=PARIS),
+    rdv = book_rdv(
+        world,
+        datetime(2026, 6, 1, 11, 0, tzinfo=PARIS),
         now=datetime(2026, 5, 29, 10, 0, tzinfo=PARIS),
     )
     record_outcome(rdv, "noshow", now=NOW + timedelta(hours=2))
