@@ -17,7 +17,10 @@ racing a cancel either moves first and is then cancelled (the usager gets the
 ``cancelled`` notice, naming the new date), or finds the rdv cancelled and is
 refused (409). Locks are always taken rdv first, agent second: no deadlock.
 An rdv that took place (``seen``, ``noshow``) or was cancelled (``excused``,
-``revoked``) cannot be moved (409 ``rdv_not_movable``).
+``revoked``) cannot be moved (409 ``rdv_not_movable``), and a move to a new
+time must land on the slot grid (422 ``off_grid``, :mod:`gateway.slots`).
+Booking does not check the grid yet: the agent form offers grid slots only,
+and API clients book what ``GET /slots`` gave them.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from .models import (
     is_db_id,
 )
 from .planning import plan_booking, plan_cancel, plan_move
-from .slots import is_within_opening_hours
+from .slots import grid_starts_near, is_within_opening_hours
 from .timeutil import require_aware, utcnow
 
 USAGER_CHANNELS = ("link", "sms")
@@ -112,13 +115,29 @@ def _overlapping(agent_id: int, starts_at: datetime, ends_at: datetime, exclude_
     return db.session.scalar(select(exists(query)))
 
 
-def _check_slot(org, motif, agent, lieu, starts_at, exclude_id=None) -> datetime:
+def _check_grid(org, motif, agent, lieu, starts_at) -> None:
+    near = grid_starts_near(org, motif, agent.id, lieu.id, starts_at)
+    if near == [starts_at]:
+        return
+    times = " ou ".join(t.astimezone(org.tz).strftime("%H:%M") for t in near)
+    hint = f"Créneaux les plus proches : {times}." if times else "Choisissez un créneau libre."
+    raise ValidationFailed(
+        f"Cet horaire ne correspond à aucun créneau : les créneaux de ce motif durent "
+        f"{motif.duration_minutes} min à partir du début de chaque plage. {hint}",
+        fields={"starts_at": f"Hors de la grille des créneaux. {hint}"},
+        code="off_grid",
+    )
+
+
+def _check_slot(org, motif, agent, lieu, starts_at, exclude_id=None, grid=False) -> datetime:
     ends_at = starts_at + timedelta(minutes=motif.duration_minutes)
     if not is_within_opening_hours(org, motif, agent.id, lieu.id, starts_at):
         raise ValidationFailed(
             "Ce créneau est en dehors des plages d'ouverture de l'agent pour ce motif et ce lieu.",
             fields={"starts_at": "Créneau hors des plages d'ouverture."},
         )
+    if grid:
+        _check_grid(org, motif, agent, lieu, starts_at)
     _lock_agent(agent)
     if _overlapping(agent.id, starts_at, ends_at, exclude_id):
         raise Conflict(
@@ -216,7 +235,17 @@ def move(
                 "Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."}
             )
         previous = rdv.starts_at
-        ends_at = _check_slot(org, rdv.motif, rdv.agent, lieu, new_start, exclude_id=rdv.id)
+        # A new time must start a slot of the grid; a change of lieu alone keeps the
+        # time the rdv was booked at.
+        ends_at = _check_slot(
+            org,
+            rdv.motif,
+            rdv.agent,
+            lieu,
+            new_start,
+            exclude_id=rdv.id,
+            grid=new_start != previous,
+        )
         rdv.starts_at, rdv.ends_at, rdv.lieu = new_start, ends_at, lieu
         rdv.duration_minutes = rdv.motif.duration_minutes
         db.session.flush()

@@ -118,13 +118,14 @@ def make_world(tz="Europe/Paris", opening=((time(9), time(12)),), weekdays=range
     )
 
 
-def book_rdv(world: World, starts_at, usager=None, now=None):
-    """Book ``world.motif`` with ``world.agent`` at ``world.lieu`` for ``usager`` (default Léa)."""
+def book_rdv(world: World, starts_at, usager=None, now=None, motif=None):
+    """Book ``motif`` (default ``world.motif``) with ``world.agent`` at ``world.lieu``
+    for ``usager`` (default Léa)."""
     from gateway.booking import book
 
     return book(
         world.org,
-        motif_id=world.motif.id,
+        motif_id=(motif or world.motif).id,
         lieu_id=world.lieu.id,
         agent_id=world.agent.id,
         usager_ids=[(usager or world.usager).id],
