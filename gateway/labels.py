@@ -99,4 +99,5 @@ SKIP_REASON_LABELS = {
     "no_sms_consent": "pas de consentement SMS",
     "no_email_consent": "pas de consentement e-mail",
     "replaced_by_reply": "remplacé par la réponse au SMS ANNULER",
+    "code_unusable": "code plus utilisable",
 }

@@ -29,8 +29,9 @@ _QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 # Kinds that are held until morning (rather than moved earlier) in quiet hours.
 HELD_KINDS = frozenset({"confirmation", "moved", "cancelled"})
-# Kinds that are never held: the usager is waiting for the answer.
-IMMEDIATE_KINDS = frozenset({"reply", "agent_alert"})
+# Kinds that are never held: the usager is waiting for the answer (a reply to their
+# SMS, the code of the online booking they are making right now).
+IMMEDIATE_KINDS = frozenset({"reply", "agent_alert", "verification"})
 
 
 def parse_offsets(value: str) -> list[timedelta]:
