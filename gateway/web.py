@@ -117,9 +117,12 @@ def init_app(app: Flask) -> None:
     )
 
     @app.context_processor
-    def _simulator_nav() -> dict:
+    def _layout() -> dict:
         # The outbox exists only when the simulator is a configured provider (webhooks decides).
-        return {"simulator_outbox": "simulator.outbox" in app.view_functions}
+        return {
+            "simulator_outbox": "simulator.outbox" in app.view_functions,
+            "BRAND": app.config.get("BRAND", "neutral"),
+        }
 
     @app.before_request
     def _refuse_unstorable_text():
