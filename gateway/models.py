@@ -91,6 +91,7 @@ CODE_ALPHABET = string.ascii_letters + string.digits
 # Primary keys are PostgreSQL "integer": a larger number cannot be an id, and
 # handing it to the database would fail (SQLite overflows past 2**63).
 MAX_ID = 2**31 - 1
+CANCEL_REASON_MAX = 500
 
 
 def is_db_id(value) -> bool:
@@ -260,6 +261,8 @@ class Rdv(TimestampMixin, db.Model):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_via: Mapped[str | None] = mapped_column(String(16))
     cancelled_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    # Why the agent cancelled (optional, internal: on the timeline, never sent to the usager).
+    cancel_reason: Mapped[str | None] = mapped_column(String(CANCEL_REASON_MAX))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

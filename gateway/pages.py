@@ -24,13 +24,24 @@ from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
-from wtforms import BooleanField, EmailField, HiddenField, StringField, TelField
+from wtforms import BooleanField, EmailField, HiddenField, StringField, TelField, TextAreaField
 from wtforms.validators import Length, Optional
 
 from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound
 from .extensions import db
-from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv, Usager, is_db_id
+from .models import (
+    CANCEL_REASON_MAX,
+    Agent,
+    InboundSms,
+    Lieu,
+    Message,
+    Motif,
+    Participation,
+    Rdv,
+    Usager,
+    is_db_id,
+)
 from .slots import free_slots
 from .timeline import build_timeline
 from .timeutil import localize, parse_date, parse_iso, utcnow
@@ -327,12 +338,44 @@ def show_rdv(rdv_id: int):
     )
 
 
+class CancelForm(FlaskForm):
+    """The agent's cancellation, confirmed, with an optional reason for the timeline."""
+
+    confirmed = HiddenField()
+    reason = TextAreaField(
+        "Motif de l'annulation (facultatif)",
+        validators=[Optional(), Length(max=CANCEL_REASON_MAX)],
+    )
+
+
+@bp.get("/rdvs/<int:rdv_id>/cancel")
+def confirm_cancel_rdv(rdv_id: int):
+    """The confirmation step of the agent's cancellation: what it does, an optional reason."""
+    try:
+        rdv = get_rdv(_org(), rdv_id)
+    except NotFound:
+        abort(404)
+    if rdv.is_cancelled:
+        flash("Ce rendez-vous était déjà annulé.", "info")
+        return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
+    return render_template("pages/rdv_cancel.html", rdv=rdv, form=CancelForm())
+
+
 @bp.post("/rdvs/<int:rdv_id>/cancel")
 def cancel_rdv(rdv_id: int):
-    """``POST /rdvs/<id>/cancel``: the agent cancels; the usager is told by the planned notice."""
+    """``POST /rdvs/<id>/cancel``: the agent cancels; the usager is told by the planned notice.
+
+    Only from the confirmation step (``confirmed=yes``): a POST without it (an old page,
+    a stray form) changes nothing and shows the confirmation step.
+    """
     rdv = _rdv_for_action(rdv_id)
+    form = CancelForm()
+    if form.confirmed.data != "yes":
+        return redirect(url_for("pages.confirm_cancel_rdv", rdv_id=rdv_id))
+    if not form.validate():
+        return render_template("pages/rdv_cancel.html", rdv=rdv, form=form), 422
     try:
-        changed = cancel(rdv, via="agent", agent=current_user)
+        changed = cancel(rdv, via="agent", agent=current_user, reason=form.reason.data)
     except DomainError as exc:
         flash(exc.message, "error")
     else:

@@ -59,6 +59,9 @@ INBOUND_ACTION_LABELS = {
     "forwarded": "transmis à l'agent",
     "unknown_number": "numéro inconnu",
 }
+# Paths of the links sent to usagers (cancellation, online booking): their error pages
+# speak to a usager (what to do, whom to call), never leading to the agents' login.
+USAGER_LINK_PREFIXES = ("/c/", "/o/")
 RETRY_AFTER_SECONDS = 60  # told to clients when the database is unreachable (503)
 VIA_LABELS = {
     "agent": "un agent",
@@ -155,7 +158,10 @@ def init_app(app: Flask) -> None:
         if _wants_json():
             code = (exc.name or "error").lower().replace(" ", "_")
             return jsonify(error={"code": code, "message": exc.description, "fields": {}}), exc.code
-        return render_template("pages/error.html", error=exc), exc.code
+        usager = request.path.startswith(USAGER_LINK_PREFIXES)
+        if usager and exc.code == 404:
+            return render_template("pages/link_not_found.html"), 404
+        return render_template("pages/error.html", error=exc, usager_page=usager), exc.code
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

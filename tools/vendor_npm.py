@@ -55,6 +55,7 @@ ICONS = (
     "settings-5-line",
     "time-line",
     "delete-line",
+    "download-line",
     "search-line",
     "information-line",
     "error-warning-line",
