@@ -45,7 +45,12 @@ from .models import (
 from .slots import free_slots
 from .timeline import build_timeline
 from .timeutil import localize, parse_date, parse_iso, utcnow
-from .usagers import create_usager, search_usagers
+from .usagers import (
+    clean_usager_fields,
+    create_usager,
+    find_duplicate_usager,
+    search_usagers,
+)
 
 bp = Blueprint("pages", __name__)
 
@@ -206,18 +211,27 @@ def new_rdv():
         try:
             usager_id = _int_arg("usager_id")
             if usager_id is None:
-                usager = create_usager(
-                    org,
-                    {
-                        "first_name": form.first_name.data,
-                        "last_name": form.last_name.data,
-                        "phone": form.phone.data,
-                        "email": form.email.data,
-                        "notify_sms": bool(form.notify_sms.data),
-                        "notify_email": bool(form.notify_email.data),
-                    },
-                    commit=False,
+                data = {
+                    "first_name": form.first_name.data,
+                    "last_name": form.last_name.data,
+                    "phone": form.phone.data,
+                    "email": form.email.data,
+                    "notify_sms": bool(form.notify_sms.data),
+                    "notify_email": bool(form.notify_email.data),
+                }
+                duplicate = (
+                    None if request.form.get("allow_duplicate") == "1" else _duplicate(org, data)
                 )
+                if duplicate is not None:
+                    # The same person again: offer to book for them (or to create anyway).
+                    return render_template(
+                        "pages/rdv_new.html",
+                        step="usager",
+                        duplicate=duplicate,
+                        usagers=[],
+                        **context,
+                    ), 409
+                usager = create_usager(org, data, commit=False)
                 db.session.flush()
                 usager_id = usager.id
             rdv = book(
@@ -278,6 +292,18 @@ def new_rdv():
         usagers=_usager_results(org),
         recent=_recent_usagers(org),
         **context,
+    )
+
+
+def _duplicate(org, data: dict) -> Usager | None:
+    """The known usager that ``data`` (the creation form) describes again, if any.
+
+    Same rule as ``POST /api/v1/usagers`` (409 unless ``allow_duplicate``): same name and
+    same mobile or e-mail. Invalid fields raise ``ValidationFailed``, every one at once.
+    """
+    clean = clean_usager_fields(data)
+    return find_duplicate_usager(
+        org, clean["first_name"], clean["last_name"], clean["phone"], clean["email"]
     )
 
 
