@@ -51,6 +51,11 @@ dsfr:
 axe-core:
 	$(PYTHON) tools/vendor_npm.py axe-core $(AXE_VERSION)
 
+# The README's pictures (docs/screenshots/*.png), taken by the browser tests from the demo
+# data (tests/browser/test_screenshots.py; needs Debian's chromium).
+screenshots: $(STAMP)
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser/test_screenshots.py
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
