@@ -19,7 +19,7 @@ from flask import Flask
 
 from gateway.booking import book, cancel, record_outcome
 from gateway.extensions import db
-from gateway.models import Agent, Organisation, Participation
+from gateway.models import Agent, Organisation, Participation, WebhookEndpoint
 from gateway.timeutil import localize, utcnow
 
 
@@ -69,6 +69,19 @@ def build_scenario(live_app: Flask, world, run_pipeline: Callable[[Flask], None]
             last_week, 9, world.usager.id, now=localize(datetime.combine(last_week, time(8)), tz)
         )
         record_outcome(past, "noshow")
+        # A disabled webhook endpoint (nothing is delivered to it) for the admins' page.
+        db.session.add(
+            WebhookEndpoint(
+                organisation_id=org.id,
+                url="https://logiciel.example.org/lapin/webhooks",
+                events="rdv.created,rdv.cancelled",
+                secret="whsec_" + "A" * 32,
+                enabled=False,
+                disabled_at=utcnow(),
+                disabled_reason="en échec depuis 24 h",
+            )
+        )
+        db.session.commit()
         ids = rdv.id, cancelled.id, past.id
     run_pipeline(live_app)
     with live_app.app_context():
@@ -105,6 +118,7 @@ class Route:
     agent: bool = False
     setup: Callable | None = None
     status: int = 200  # the page's expected HTTP status
+    brand: str = "neutral"  # BRAND: "etat" adds the State identity
 
     def url(self, scenario: Scenario) -> str:
         return self.path(scenario) if callable(self.path) else self.path
@@ -151,4 +165,8 @@ ROUTES: list[Route] = [
     Route("outbox", "/simulator/outbox", agent=True),
     Route("stats-agent", "/stats", agent=True),
     Route("webhooks-admin", "/admin/webhooks", agent=True),
+    # The State identity (BRAND=etat): its logo block and Marianne font.
+    Route("login-etat", "/login", brand="etat"),
+    Route("cancel-link-etat", lambda s: f"/c/{s.code}", brand="etat"),
+    Route("rdv-etat", lambda s: f"/rdvs/{s.rdv_id}", agent=True, brand="etat"),
 ]

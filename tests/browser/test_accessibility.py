@@ -24,7 +24,9 @@ FAILING_IMPACTS = ("serious", "critical")
 
 
 @pytest.fixture
-def scenario(live_app, world):
+def scenario(live_app, world, request):
+    route = request.node.callspec.params.get("route") if hasattr(request.node, "callspec") else None
+    live_app.config["BRAND"] = route.brand if route else "neutral"
     return build_scenario(live_app, world, run_pipeline)
 
 
@@ -38,6 +40,7 @@ def open_route(page: Page, route: Route, scenario, world, width: str) -> None:
     if route.setup:
         route.setup(page, scenario, world)
     page.wait_for_function("document.documentElement.getAttribute('data-fr-js') === 'true'")
+    assert f"brand-{route.brand}" in (page.locator("html").get_attribute("class") or "")
 
 
 def axe_violations(page: Page) -> list[dict]:
