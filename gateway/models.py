@@ -265,6 +265,9 @@ class Rdv(TimestampMixin, db.Model):
     cancel_reason: Mapped[str | None] = mapped_column(String(CANCEL_REASON_MAX))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped by every move and cancel: the messages planned before are stale
+    # (Message.plan_generation; the send-time rule of scheduler.jobs).
+    plan_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     organisation: Mapped[Organisation] = relationship()
@@ -365,6 +368,8 @@ class Message(TimestampMixin, db.Model):
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The rdv's plan_generation when this message was planned.
+    plan_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(32))
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

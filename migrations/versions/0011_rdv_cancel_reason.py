@@ -1,14 +1,14 @@
 """rdvs.cancel_reason: the reason an agent may give when cancelling (shown on the timeline)
 
 Revision ID: 0011
-Revises: 0008_outbound_webhooks
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008_outbound_webhooks"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
