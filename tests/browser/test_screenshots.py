@@ -87,7 +87,7 @@ def test_screenshots_of_the_main_pages(page: Page, browser, live_server, demo, s
 
     page.goto(f"/rdvs/{demo['rdv_id']}")
     expect(page.locator("#timeline")).to_contain_text("Reçu")
-    shoot(page, shots, "rdv-timeline", top="actions-titre")
+    shoot(page, shots, "rdv-timeline", top="chronologie")
 
     page.goto("/simulator/outbox")
     expect(page.locator(".bubble.in").first).to_be_visible()
