@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench clean dsfr axe-core screenshots
 
 # Reinstall when the dependencies or the set of packages change (editable installs
 # only map the packages that existed when they were made).
@@ -36,11 +36,25 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-LINT_PATHS := gateway providers scheduler webhooks tests bench migrations setup.py
+LINT_PATHS := gateway providers scheduler webhooks tests bench migrations tools setup.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+
+# Front-end packages from the npm registry (tools/vendor_npm.py): the DSFR's built files
+# into static/vendor/dsfr, axe-core (browser tests only) into tests/browser/vendor.
+# `make dsfr DSFR_VERSION=1.15.3` pins a version; by default the newest 1.x.
+dsfr:
+	$(PYTHON) tools/vendor_npm.py dsfr $(DSFR_VERSION)
+
+axe-core:
+	$(PYTHON) tools/vendor_npm.py axe-core $(AXE_VERSION)
+
+# The README's pictures (docs/screenshots/*.png), taken by the browser tests from the demo
+# data (tests/browser/test_screenshots.py; needs Debian's chromium).
+screenshots: $(STAMP)
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser/test_screenshots.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

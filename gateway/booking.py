@@ -305,8 +305,17 @@ def move(
     return rdv
 
 
-def cancel(rdv: Rdv, *, via: str, agent: Agent | None = None, now: datetime | None = None) -> bool:
+def cancel(
+    rdv: Rdv,
+    *,
+    via: str,
+    agent: Agent | None = None,
+    now: datetime | None = None,
+    reason: str | None = None,
+) -> bool:
     """Cancel an rdv; returns False (changing nothing) when it was already cancelled.
+
+    ``reason``: the agent's optional note, kept on the rdv for its timeline (not sent).
 
     ``via`` is ``agent``, ``api``, ``link`` or ``sms``. A usager (link, SMS)
     cannot cancel once the rdv has started or inside the organisation's
@@ -329,6 +338,7 @@ def cancel(rdv: Rdv, *, via: str, agent: Agent | None = None, now: datetime | No
     rdv.cancelled_at = now
     rdv.cancelled_via = via
     rdv.cancelled_by_agent = agent if via == "agent" else None
+    rdv.cancel_reason = (reason or "").strip() or None
     db.session.flush()
     plan_cancel(rdv, now, by_usager=by_usager)
     events.rdv_changed(rdv, events.RDV_CANCELLED, now)

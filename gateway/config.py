@@ -117,6 +117,8 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         "PROXY_FIX_X_FOR": _non_negative_int(env.get("PROXY_FIX_X_FOR"), "PROXY_FIX_X_FOR"),
         # prometheus_client's multiprocess mode (gunicorn, workers); read by the library too.
         "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        # The pages' identity (docs/configuration.md, "Look"): DSFR either way.
+        "BRAND": _brand(env.get("BRAND")),
     }
     config.update(_pipeline_settings(env))
     return config
@@ -181,6 +183,18 @@ def _pipeline_settings(env: Mapping[str, str]) -> dict:
         key = f"{provider}_RATE_PER_SECOND"
         settings[key] = number(key, 0.0, float)
     return settings
+
+
+BRANDS = ("etat", "neutral")
+
+
+def _brand(value: str | None) -> str:
+    """``etat``: the State identity (Marianne font, "République Française" block), reserved
+    to State services; ``neutral`` (default): the same design system without them."""
+    brand = (value or "neutral").strip().lower()
+    if brand not in BRANDS:
+        raise RuntimeError(f"BRAND must be one of {', '.join(BRANDS)}, not {value!r}")
+    return brand
 
 
 def _unsigned_vonage(env: Mapping[str, str], production: bool) -> bool:

@@ -102,6 +102,7 @@ CODE_ALPHABET = string.ascii_letters + string.digits
 # Primary keys are PostgreSQL "integer": a larger number cannot be an id, and
 # handing it to the database would fail (SQLite overflows past 2**63).
 MAX_ID = 2**31 - 1
+CANCEL_REASON_MAX = 500
 
 
 def is_db_id(value) -> bool:
@@ -286,6 +287,8 @@ class Rdv(TimestampMixin, db.Model):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_via: Mapped[str | None] = mapped_column(String(16))
     cancelled_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    # Why the agent cancelled (optional, internal: on the timeline, never sent to the usager).
+    cancel_reason: Mapped[str | None] = mapped_column(String(CANCEL_REASON_MAX))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     booked_via: Mapped[str] = mapped_column(String(16), default="agent", server_default="agent")

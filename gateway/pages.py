@@ -24,13 +24,14 @@ from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
-from wtforms import BooleanField, EmailField, HiddenField, StringField, TelField
+from wtforms import BooleanField, EmailField, HiddenField, StringField, TelField, TextAreaField
 from wtforms.validators import Length, Optional
 
 from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound
 from .extensions import db
 from .models import (
+    CANCEL_REASON_MAX,
     RDV_UNKNOWN,
     Agent,
     InboundSms,
@@ -45,7 +46,12 @@ from .models import (
 from .slots import free_slots
 from .timeline import build_timeline
 from .timeutil import localize, parse_date, parse_iso, utcnow
-from .usagers import create_usager, search_usagers
+from .usagers import (
+    clean_usager_fields,
+    create_usager,
+    find_duplicate_usager,
+    search_usagers,
+)
 
 bp = Blueprint("pages", __name__)
 
@@ -206,18 +212,27 @@ def new_rdv():
         try:
             usager_id = _int_arg("usager_id")
             if usager_id is None:
-                usager = create_usager(
-                    org,
-                    {
-                        "first_name": form.first_name.data,
-                        "last_name": form.last_name.data,
-                        "phone": form.phone.data,
-                        "email": form.email.data,
-                        "notify_sms": bool(form.notify_sms.data),
-                        "notify_email": bool(form.notify_email.data),
-                    },
-                    commit=False,
+                data = {
+                    "first_name": form.first_name.data,
+                    "last_name": form.last_name.data,
+                    "phone": form.phone.data,
+                    "email": form.email.data,
+                    "notify_sms": bool(form.notify_sms.data),
+                    "notify_email": bool(form.notify_email.data),
+                }
+                duplicate = (
+                    None if request.form.get("allow_duplicate") == "1" else _duplicate(org, data)
                 )
+                if duplicate is not None:
+                    # The same person again: offer to book for them (or to create anyway).
+                    return render_template(
+                        "pages/rdv_new.html",
+                        step="usager",
+                        duplicate=duplicate,
+                        usagers=[],
+                        **context,
+                    ), 409
+                usager = create_usager(org, data, commit=False)
                 db.session.flush()
                 usager_id = usager.id
             rdv = book(
@@ -278,6 +293,18 @@ def new_rdv():
         usagers=_usager_results(org),
         recent=_recent_usagers(org),
         **context,
+    )
+
+
+def _duplicate(org, data: dict) -> Usager | None:
+    """The known usager that ``data`` (the creation form) describes again, if any.
+
+    Same rule as ``POST /api/v1/usagers`` (409 unless ``allow_duplicate``): same name and
+    same mobile or e-mail. Invalid fields raise ``ValidationFailed``, every one at once.
+    """
+    clean = clean_usager_fields(data)
+    return find_duplicate_usager(
+        org, clean["first_name"], clean["last_name"], clean["phone"], clean["email"]
     )
 
 
@@ -386,12 +413,44 @@ def _move_choices(org, rdv: Rdv, now: datetime) -> dict:
     }
 
 
+class CancelForm(FlaskForm):
+    """The agent's cancellation, confirmed, with an optional reason for the timeline."""
+
+    confirmed = HiddenField()
+    reason = TextAreaField(
+        "Motif de l'annulation (facultatif)",
+        validators=[Optional(), Length(max=CANCEL_REASON_MAX)],
+    )
+
+
+@bp.get("/rdvs/<int:rdv_id>/cancel")
+def confirm_cancel_rdv(rdv_id: int):
+    """The confirmation step of the agent's cancellation: what it does, an optional reason."""
+    try:
+        rdv = get_rdv(_org(), rdv_id)
+    except NotFound:
+        abort(404)
+    if rdv.is_cancelled:
+        flash("Ce rendez-vous était déjà annulé.", "info")
+        return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
+    return render_template("pages/rdv_cancel.html", rdv=rdv, form=CancelForm())
+
+
 @bp.post("/rdvs/<int:rdv_id>/cancel")
 def cancel_rdv(rdv_id: int):
-    """``POST /rdvs/<id>/cancel``: the agent cancels; the usager is told by the planned notice."""
+    """``POST /rdvs/<id>/cancel``: the agent cancels; the usager is told by the planned notice.
+
+    Only from the confirmation step (``confirmed=yes``): a POST without it (an old page,
+    a stray form) changes nothing and shows the confirmation step.
+    """
     rdv = _rdv_for_action(rdv_id)
+    form = CancelForm()
+    if form.confirmed.data != "yes":
+        return redirect(url_for("pages.confirm_cancel_rdv", rdv_id=rdv_id))
+    if not form.validate():
+        return render_template("pages/rdv_cancel.html", rdv=rdv, form=form), 422
     try:
-        changed = cancel(rdv, via="agent", agent=current_user)
+        changed = cancel(rdv, via="agent", agent=current_user, reason=form.reason.data)
     except DomainError as exc:
         flash(exc.message, "error")
     else:

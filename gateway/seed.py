@@ -1,6 +1,7 @@
 """Demo data for ``make run``: one organisation, two lieux, three agents,
-motifs, opening hours, a few usagers and rdvs. Idempotent: a second run
-changes nothing."""
+motifs, opening hours, a few usagers, upcoming rdvs, and past rdvs with their
+outcomes (so that ``/stats`` shows a no-show rate and the rdv pages the
+seen / no-show workflow). Idempotent: a second run changes nothing."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from datetime import datetime, time, timedelta
 
 from sqlalchemy import select
 
-from .booking import book
+from .booking import book, cancel, record_outcome
 from .extensions import db
-from .models import Agent, Lieu, Motif, OpeningHours, Organisation, Usager
+from .models import Agent, Lieu, Message, Motif, OpeningHours, Organisation, Rdv, Usager
 from .timeutil import localize, utcnow
 
 DEMO_PASSWORD = "lapin-demo-2026"
@@ -32,12 +33,15 @@ def seed_demo(now: datetime | None = None) -> list[str]:
     elif org.slug is None:
         # A demo database made before online booking existed: open it too.
         _open_online_booking(org)
+    past = _seed_past(org, now)
     lines = [
         f"Organisation de démonstration : id {org.id}",
         "Comptes agents (mot de passe " + DEMO_PASSWORD + ") :",
     ]
     for email, first, last in DEMO_AGENTS:
         lines.append(f"  {email}" + (" (admin)" if email == DEMO_AGENTS[0][0] else ""))
+    if past:
+        lines.append(f"{past} rendez-vous passés ajoutés, avec leur issue (venu, absent, annulé)")
     lines.append("Ouvrez http://127.0.0.1:5000/login")
     lines.append(f"Prise de rendez-vous en ligne : http://127.0.0.1:5000/prendre-rdv/{org.slug}")
     return lines
@@ -194,3 +198,94 @@ def _create(now: datetime) -> Organisation:
             booked += 2
         day += timedelta(days=1)
     return org
+
+
+PAST_WEEKS = 5
+# What became of the past rdvs, in turn: mostly seen, about one in seven a no-show (the
+# rate the product's reminders aim below), some cancelled by the usager beforehand.
+PAST_OUTCOMES = (
+    "seen", "seen", "noshow", "seen", "seen", "link", "seen",
+    "seen", "seen", "seen", "noshow", "seen", "sms", "seen",
+)  # fmt: skip
+UNRECORDED_DAYS = 2  # the latest past days keep no outcome: the agent records it
+
+
+def _seed_past(org: Organisation, now: datetime) -> int:
+    """Past rdvs of the last ``PAST_WEEKS`` weeks with outcomes; their messages sent and
+    delivered when they were due (never sent now). Skipped once the organisation has a
+    past rdv. Returns how many were added."""
+    has_past = db.session.scalar(
+        select(Rdv.id).where(Rdv.organisation_id == org.id, Rdv.starts_at < now).limit(1)
+    )
+    if has_past is not None:
+        return 0
+    agents = {
+        a.email: a for a in db.session.scalars(select(Agent).where(Agent.organisation_id == org.id))
+    }
+    motifs = {
+        m.name: m for m in db.session.scalars(select(Motif).where(Motif.organisation_id == org.id))
+    }
+    lieu = db.session.scalar(
+        select(Lieu).where(Lieu.organisation_id == org.id, Lieu.name == "MDS Calais")
+    )
+    usagers = list(
+        db.session.scalars(
+            select(Usager).where(Usager.organisation_id == org.id).order_by(Usager.id)
+        )
+    )
+    if lieu is None or not usagers or len(agents) < 3:
+        return 0
+    tz = org.tz
+    today = now.astimezone(tz).date()
+    plan = (  # hour, agent, motif: inside the demo's opening hours
+        (9, agents[DEMO_AGENTS[0][0]], motifs["Consultation PMI nourrisson"]),
+        (14, agents[DEMO_AGENTS[2][0]], motifs["Entretien assistante sociale"]),
+    )
+    count = 0
+    day = today - timedelta(weeks=PAST_WEEKS)
+    while day < today:
+        if day.weekday() < 5:
+            for hour, agent, motif in plan:
+                starts = localize(datetime.combine(day, time(hour)), tz)
+                rdv = book(
+                    org,
+                    motif_id=motif.id,
+                    lieu_id=lieu.id,
+                    agent_id=agent.id,
+                    usager_ids=[usagers[count % len(usagers)].id],
+                    starts_at=starts,
+                    now=starts - timedelta(days=7),
+                )
+                outcome = PAST_OUTCOMES[count % len(PAST_OUTCOMES)]
+                if outcome in ("link", "sms"):
+                    cancel(rdv, via=outcome, now=starts - timedelta(days=1, hours=3))
+                elif (today - day).days > UNRECORDED_DAYS:
+                    record_outcome(rdv, outcome, now=starts + timedelta(hours=1))
+                _deliver_past_messages(rdv, now)
+                count += 1
+        day += timedelta(days=1)
+    db.session.commit()
+    return count
+
+
+def _deliver_past_messages(rdv: Rdv, now: datetime) -> None:
+    """The rdv's messages that were due before ``now``: sent and delivered then."""
+    from scheduler.transitions import transition
+
+    due = db.session.scalars(
+        select(Message).where(
+            Message.rdv_id == rdv.id, Message.status == "scheduled", Message.send_at <= now
+        )
+    ).all()
+    for message in due:
+        at = message.send_at
+        transition(message, "queued", at=at)
+        transition(
+            message,
+            "sent",
+            at=at + timedelta(seconds=1),
+            provider="simulator",
+            provider_message_id=f"demo-{message.id}",
+        )
+        transition(message, "delivered", at=at + timedelta(seconds=4))
+    db.session.flush()  # committed with the next rdv

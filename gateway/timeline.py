@@ -50,12 +50,29 @@ def build_timeline(
     if rdv.status_recorded_at and rdv.status in ("seen", "noshow"):
         entries.append(TimelineEntry(rdv.status_recorded_at, "outcome"))
     for message in messages:
+        # A receipt that changed the message's status is shown on that status's line
+        # (one event, one line); receipts without effect keep a line of their own.
+        receipts = sorted(message.events, key=lambda e: (e.received_at, e.id or 0))
+        merged: set[int] = set()
         for change in message.status_changes:
-            entries.append(TimelineEntry(change.at, "status", message=message, change=change))
-        for event in message.events:
-            entries.append(
-                TimelineEntry(event.received_at, "receipt", message=message, event=event)
+            receipt = next(
+                (
+                    e
+                    for e in receipts
+                    if e.applied and e.mapped_status == change.status and id(e) not in merged
+                ),
+                None,
             )
+            if receipt is not None:
+                merged.add(id(receipt))
+            entries.append(
+                TimelineEntry(change.at, "status", message=message, change=change, event=receipt)
+            )
+        for event in receipts:
+            if id(event) not in merged:
+                entries.append(
+                    TimelineEntry(event.received_at, "receipt", message=message, event=event)
+                )
     for sms in inbound:
         entries.append(TimelineEntry(sms.received_at, "inbound", inbound=sms))
     entries.sort(key=lambda e: (e.at, _ORDER[e.what], e.message.id if e.message else 0))

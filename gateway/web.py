@@ -28,6 +28,11 @@ from .models import LOCATION_TYPES, MAX_ID, Agent
 from .phones import display_phone
 from .rendering import hour
 
+# Paths of the links sent to usagers (cancellation, online booking): their error pages
+# speak to a usager (what to do, whom to call), never leading to the agents' login.
+USAGER_LINK_PREFIXES = ("/c/", "/o/")
+# Public pages for usagers (online booking): their errors speak to usagers too.
+USAGER_PAGE_PREFIXES = (*USAGER_LINK_PREFIXES, "/prendre-rdv")
 RETRY_AFTER_SECONDS = 60  # told to clients when the database is unreachable (503)
 
 
@@ -82,9 +87,12 @@ def init_app(app: Flask) -> None:
     )
 
     @app.context_processor
-    def _simulator_nav() -> dict:
+    def _layout() -> dict:
         # The outbox exists only when the simulator is a configured provider (webhooks decides).
-        return {"simulator_outbox": "simulator.outbox" in app.view_functions}
+        return {
+            "simulator_outbox": "simulator.outbox" in app.view_functions,
+            "BRAND": app.config.get("BRAND", "neutral"),
+        }
 
     @app.before_request
     def _refuse_unstorable_text():
@@ -117,7 +125,10 @@ def init_app(app: Flask) -> None:
         if _wants_json():
             code = (exc.name or "error").lower().replace(" ", "_")
             return jsonify(error={"code": code, "message": exc.description, "fields": {}}), exc.code
-        return render_template("pages/error.html", error=exc), exc.code
+        usager = request.path.startswith(USAGER_PAGE_PREFIXES)
+        if exc.code == 404 and request.path.startswith(USAGER_LINK_PREFIXES):
+            return render_template("pages/link_not_found.html"), 404
+        return render_template("pages/error.html", error=exc, usager_page=usager), exc.code
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

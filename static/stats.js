@@ -10,14 +10,18 @@
   var stats = payload.stats;
   var labels = stats.months.map(function (m) { return payload.month_labels[m] || m; });
   var colors = {
-    unknown: "#6a6af4", seen: "#18753c", noshow: "#c9191e", excused: "#b34000", revoked: "#666666",
+    unknown: "#6a6af4", seen: "#18753c", noshow: "#ce0500", excused: "#b34000", revoked: "#666666",
     link: "#000091", sms: "#18753c", agent: "#b34000", api: "#666666",
     smsSent: "#000091", smsDelivered: "#6a6af4", emailSent: "#18753c", emailDelivered: "#6fcf97"
   };
   var reduceMotion = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
-  Chart.defaults.font.family = "system-ui, Arial, sans-serif";
+  // The page's own font (Marianne with BRAND=etat, the system's otherwise) and DSFR's
+  // text colour, so that the charts read like the rest of the page.
+  var bodyStyle = window.getComputedStyle(document.body);
+  Chart.defaults.font.family = bodyStyle.fontFamily || "system-ui, Arial, sans-serif";
   Chart.defaults.font.size = 14;
-  Chart.defaults.color = "#1e1e1e";
+  Chart.defaults.color = bodyStyle.color || "#161616";
+  Chart.defaults.plugins.legend.position = "bottom";
   Chart.defaults.maintainAspectRatio = false;
   if (reduceMotion) { Chart.defaults.animation = false; }
   document.documentElement.classList.add("charts");

@@ -58,18 +58,28 @@ def test_book_a_new_usager_see_it_cancel_it_and_the_slot_is_free_again(page: Pag
     page.goto(slot_href.split("&agent_id")[0])
     expect(page.locator(f'a.slot[href="{slot_href}"]')).to_have_count(0)
 
+    # Cancelling asks to confirm: "Ne pas annuler" leaves it booked.
     page.goto(rdv_url)
-    page.get_by_role("button", name="Annuler le rendez-vous").click()
+    page.get_by_role("link", name="Annuler le rendez-vous").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Annuler le rendez-vous ?")
+    page.get_by_role("link", name="Ne pas annuler").click()
+    expect(page).to_have_url(rdv_url)
+    expect(page.locator("#timeline")).not_to_contain_text("Rendez-vous annulé")
+    page.get_by_role("link", name="Annuler le rendez-vous").click()
+    page.get_by_label("Motif de l'annulation (facultatif)").fill("Agent malade")
+    page.get_by_role("button", name="Confirmer l'annulation").click()
+    expect(page).to_have_url(rdv_url)
     expect(page.get_by_role("status")).to_contain_text("Rendez-vous annulé.")
     expect(page.locator("#timeline")).to_contain_text("Rendez-vous annulé par un agent")
-    expect(page.get_by_role("button", name="Annuler le rendez-vous")).to_have_count(0)
+    expect(page.locator("#timeline")).to_contain_text("Motif : « Agent malade »")
+    expect(page.get_by_role("link", name="Annuler le rendez-vous")).to_have_count(0)
 
     # Free again at once.
     page.goto(slot_href.split("&agent_id")[0])
     expect(page.locator(f'a.slot[href="{slot_href}"]')).to_have_count(1)
 
     # And counted in the public statistics, charts drawn by the vendored library.
-    page.get_by_role("link", name="Statistiques").click()
+    page.get_by_role("link", name="Statistiques", exact=True).click()
     expect(page.locator('#cancellations-table tfoot td[data-via="agent"]')).to_have_text("1")
     expect(page.locator("html")).to_have_class(re.compile(r"\bcharts\b"))
     expect(page.locator("#chart-cancellations")).to_be_visible()

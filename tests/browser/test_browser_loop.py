@@ -69,7 +69,7 @@ def test_the_link_in_the_sms_cancels_from_a_phone_and_the_slot_is_free_again(
     expect(page.locator(f'a.slot[href="{slot_href}"]')).to_have_count(1)
     page.goto(rdv_url)
     expect(page.locator("#timeline")).to_contain_text("Rendez-vous annulé par le lien d'annulation")
-    page.get_by_role("link", name="Statistiques").click()
+    page.get_by_role("link", name="Statistiques", exact=True).click()
     expect(page.locator('#cancellations-table tfoot td[data-via="link"]')).to_have_text("1")
 
     # And the usager's phone gets the cancellation SMS.

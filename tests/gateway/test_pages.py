@@ -127,6 +127,15 @@ def test_booking_for_a_known_usager_found_by_phone(login, world):
 
 
 def test_rdv_page_actions_cancel_and_agenda(login, world):
+    rdv_id = _booked(login, world)
+    agenda = login.get("/agenda?date=2026-06-01").get_data(as_text=True)
+    assert "Léa Dupont" in agenda and "14:00" in agenda
+    login.post(f"/rdvs/{rdv_id}/cancel", data={"confirmed": "yes"})
+    page = login.get(f"/rdvs/{rdv_id}").get_data(as_text=True)
+    assert "Annulé par le service" in page and "un agent" in page
+
+
+def _booked(login, world) -> int:
     r = login.post(
         "/rdvs/new",
         data={
@@ -137,12 +146,49 @@ def test_rdv_page_actions_cancel_and_agenda(login, world):
             "usager_id": world.usager.id,
         },
     )
-    rdv_id = int(r.headers["Location"].rsplit("/", 1)[1])
-    agenda = login.get("/agenda?date=2026-06-01").get_data(as_text=True)
-    assert "Léa Dupont" in agenda and "14:00" in agenda
-    login.post(f"/rdvs/{rdv_id}/cancel")
+    return int(r.headers["Location"].rsplit("/", 1)[1])
+
+
+def test_the_agents_cancel_button_asks_to_confirm_first(login, world):
+    """Before: the rdv page's button POSTed and cancelled (and texted the usager) at once."""
+    rdv_id = _booked(login, world)
     page = login.get(f"/rdvs/{rdv_id}").get_data(as_text=True)
-    assert "Annulé par le service" in page and "un agent" in page
+    assert f'href="/rdvs/{rdv_id}/cancel"' in page  # a link to the confirmation step
+    assert f'action="/rdvs/{rdv_id}/cancel"' not in page
+    # A POST that does not come from the confirmation step changes nothing.
+    r = login.post(f"/rdvs/{rdv_id}/cancel")
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/rdvs/{rdv_id}/cancel")
+    assert db.session.get(Rdv, rdv_id).cancelled_at is None
+    step = login.get(f"/rdvs/{rdv_id}/cancel").get_data(as_text=True)
+    assert "Annuler le rendez-vous ?" in step and "Confirmer l'annulation" in step
+    assert "Motif de l&#39;annulation (facultatif)" in step
+    assert db.session.get(Rdv, rdv_id).cancelled_at is None
+
+
+def test_the_agents_reason_is_kept_and_shown_on_the_timeline(login, world):
+    rdv_id = _booked(login, world)
+    r = login.post(
+        f"/rdvs/{rdv_id}/cancel",
+        data={"confirmed": "yes", "reason": "  Agent en formation ce jour-là "},
+    )
+    assert r.status_code == 302
+    db.session.expire_all()
+    rdv = db.session.get(Rdv, rdv_id)
+    assert rdv.status == "revoked" and rdv.cancel_reason == "Agent en formation ce jour-là"
+    page = login.get(f"/rdvs/{rdv_id}").get_data(as_text=True)
+    timeline = page[page.index('id="timeline"') : page.index('id="messages"')]
+    assert "Motif : « Agent en formation ce jour-là »" in timeline
+    # Internal: the usager's cancellation notice does not carry it.
+    assert all("formation" not in m.body for m in rdv.messages)
+
+
+def test_a_too_long_reason_is_refused_and_nothing_is_cancelled(login, world):
+    rdv_id = _booked(login, world)
+    r = login.post(f"/rdvs/{rdv_id}/cancel", data={"confirmed": "yes", "reason": "x" * 501})
+    assert r.status_code == 422
+    assert "500" in r.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Rdv, rdv_id).cancelled_at is None
 
 
 def test_an_agent_never_sees_another_organisation(client, world):

@@ -15,14 +15,9 @@ PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=PARIS)
 
 
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-def test_timeline_lists_everything_in_time_order(login, world):
-    rdv = book(
+def _book(world):
+    """Léa Dupont's rdv on Friday 5 June 2026 at 10:00."""
+    return book(
         world.org,
         motif_id=world.motif.id,
         lieu_id=world.lieu.id,
@@ -30,6 +25,32 @@ def test_timeline_lists_everything_in_time_order(login, world):
         usager_ids=[world.usager.id],
         starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
     )
+
+
+def _receipt(sms, provider_id: str, status: str, *, applied: bool, at: datetime) -> None:
+    """A Twilio receipt of ``sms`` saying ``status``."""
+    db.session.add(
+        DeliveryEvent(
+            message=sms,
+            provider="twilio",
+            provider_message_id=provider_id,
+            raw_status=status,
+            mapped_status=status,
+            applied=applied,
+            received_at=at,
+            raw={},
+        )
+    )
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def test_timeline_lists_everything_in_time_order(login, world):
+    rdv = _book(world)
     sms = next(m for m in rdv.messages if m.channel == "sms" and m.kind == "confirmation")
     t = NOW.astimezone(PARIS)
     transition(sms, "queued", at=t + timedelta(seconds=1))
@@ -41,31 +62,9 @@ def test_timeline_lists_everything_in_time_order(login, world):
         provider_message_id="SM123",
         segments=2,
     )
-    db.session.add(
-        DeliveryEvent(
-            message=sms,
-            provider="twilio",
-            provider_message_id="SM123",
-            raw_status="delivered",
-            mapped_status="delivered",
-            applied=True,
-            received_at=t + timedelta(seconds=30),
-            raw={},
-        )
-    )
+    _receipt(sms, "SM123", "delivered", applied=True, at=t + timedelta(seconds=30))
     transition(sms, "delivered", at=t + timedelta(seconds=30))
-    db.session.add(
-        DeliveryEvent(
-            message=sms,
-            provider="twilio",
-            provider_message_id="SM123",
-            raw_status="sent",
-            mapped_status="sent",
-            applied=False,
-            received_at=t + timedelta(seconds=40),
-            raw={},
-        )
-    )
+    _receipt(sms, "SM123", "sent", applied=False, at=t + timedelta(seconds=40))
     db.session.add(
         InboundSms(
             organisation_id=world.org.id,
@@ -92,6 +91,7 @@ def test_timeline_lists_everything_in_time_order(login, world):
         "Envoyé",
         "via twilio, 2 segments",
         "Reçu",
+        "accusé de réception twilio : <code>delivered</code>",
         "Accusé de réception twilio",
         "(sans effet : statut déjà atteint)",
         "« Je serai en retard »",
@@ -109,14 +109,7 @@ def test_timeline_lists_everything_in_time_order(login, world):
 
 
 def test_failed_message_shows_its_error_on_the_timeline(login, world):
-    rdv = book(
-        world.org,
-        motif_id=world.motif.id,
-        lieu_id=world.lieu.id,
-        agent_id=world.agent.id,
-        usager_ids=[world.usager.id],
-        starts_at=datetime(2026, 6, 5, 10, 0, tzinfo=PARIS),
-    )
+    rdv = _book(world)
     sms = next(m for m in rdv.messages if m.channel == "sms")
     transition(sms, "failed", detail="Numéro invalide (21211)", error_code="21211")
     db.session.commit()
@@ -140,3 +133,35 @@ def test_usager_step_offers_the_usagers_of_the_latest_bookings(login, world):
     )
     page = login.get(slot).get_data(as_text=True)
     assert "Usagers des derniers rendez-vous" in page and "Réserver pour Léa Dupont" in page
+
+
+def _li_containing(timeline: str, text: str) -> list[str]:
+    items = timeline.split("<li")[1:]
+    return [item for item in items if text in item]
+
+
+def test_a_receipt_and_the_status_it_caused_are_one_line(login, world):
+    """Before: "Reçu" and "Accusé de réception … delivered" were two lines for one event."""
+    rdv = _book(world)
+    sms = next(m for m in rdv.messages if m.channel == "sms" and m.kind == "confirmation")
+    t = NOW.astimezone(PARIS)
+    transition(sms, "sent", at=t, provider="twilio", provider_message_id="SM9")
+    _receipt(sms, "SM9", "delivered", applied=True, at=t + timedelta(seconds=5))
+    transition(sms, "delivered", at=t + timedelta(seconds=5))
+    db.session.commit()
+    page = login.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
+    timeline = page[page.index('id="timeline"') : page.index('id="messages"')]
+    assert len(_li_containing(timeline, "delivered")) == 1
+    assert "Reçu" in _li_containing(timeline, "delivered")[0]
+    assert "Accusé de réception" not in timeline
+
+
+def test_message_bodies_are_not_in_a_header_cell(login, world):
+    """Before: each body sat in the row's <th>, so browsers showed it in bold."""
+    rdv = _book(world)
+    page = login.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
+    messages = page[page.index('id="messages"') :]
+    body = rdv.messages[0].body.split("\n")[0][:30]
+    for cell in messages.split("<th")[1:]:
+        assert body not in cell.split("</th>")[0]
+    assert body in messages

@@ -167,7 +167,7 @@ def test_every_form_post_requires_a_csrf_token(csrf_app):
 
     # The same form with the page's token goes through.
     token = _token(client.get(f"/rdvs/{rdv.id}").get_data(as_text=True))
-    response = client.post(f"/rdvs/{rdv.id}/cancel", data={"csrf_token": token})
+    response = client.post(f"/rdvs/{rdv.id}/cancel", data={"csrf_token": token, "confirmed": "yes"})
     assert response.status_code == 302
     db.session.expire_all()
     assert db.session.get(Rdv, rdv.id).cancelled_via == "agent"
