@@ -19,7 +19,7 @@ from flask import Flask
 
 from gateway.booking import book, cancel, record_outcome
 from gateway.extensions import db
-from gateway.models import Agent, Organisation, Participation, WebhookEndpoint
+from gateway.models import Agent, Motif, Organisation, Participation, WebhookEndpoint
 from gateway.timeutil import localize, utcnow
 
 
@@ -48,7 +48,7 @@ def build_scenario(live_app: Flask, world, run_pipeline: Callable[[Flask], None]
         agent.is_admin = True  # sees the webhooks page too
         # Online booking open for the motif, for the public booking pages.
         org.slug, org.online_booking = "demo-a11y", True
-        world.motif.bookable_online = True
+        db.session.get(Motif, world.motif.id).bookable_online = True
         db.session.commit()
         tz = org.tz
         tomorrow = utcnow().astimezone(tz).date() + timedelta(days=1)

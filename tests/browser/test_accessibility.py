@@ -39,7 +39,9 @@ def open_route(page: Page, route: Route, scenario, world, width: str) -> None:
     page.goto(route.url(scenario))
     if route.setup:
         route.setup(page, scenario, world)
-    page.wait_for_function("document.documentElement.getAttribute('data-fr-js') === 'true'")
+    # A selector, not a JS predicate: polling a predicate evaluates a string, which the
+    # pages' CSP (no unsafe-eval) refuses when the DSFR script is not there yet.
+    page.locator("html[data-fr-js='true']").wait_for(state="attached")
     assert f"brand-{route.brand}" in (page.locator("html").get_attribute("class") or "")
 
 

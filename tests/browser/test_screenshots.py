@@ -61,7 +61,9 @@ def demo(live_app):
 
 def shoot(page: Page, shots: Path, name: str, top: str | None = None) -> None:
     """The viewport as a PNG; ``top``: the id of the element to scroll to the top first."""
-    page.wait_for_function("document.documentElement.getAttribute('data-fr-js') === 'true'")
+    # A selector, not a JS predicate: polling a predicate evaluates a string, which the
+    # pages' CSP (no unsafe-eval) refuses when the DSFR script is not there yet.
+    page.locator("html[data-fr-js='true']").wait_for(state="attached")
     if top:
         page.evaluate(f"document.getElementById('{top}').scrollIntoView()")
     page.screenshot(path=str(shots / f"{name}.png"))
