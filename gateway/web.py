@@ -15,57 +15,19 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from .extensions import db, login_manager
+from .labels import (
+    CHANNEL_LABELS,
+    INBOUND_ACTION_LABELS,
+    KIND_LABELS,
+    MESSAGE_STATUS_LABELS,
+    STATUS_LABELS,
+    VIA_LABELS,
+)
 from .models import LOCATION_TYPES, MAX_ID, Agent
 from .phones import display_phone
 from .rendering import hour
 
-STATUS_LABELS = {
-    "unknown": "À venir",
-    "seen": "Venu",
-    "noshow": "Absent (lapin)",
-    "excused": "Annulé par l'usager",
-    "revoked": "Annulé par le service",
-}
-MESSAGE_STATUS_LABELS = {
-    "scheduled": "Programmé",
-    "queued": "En file",
-    "sending": "Envoi en cours",
-    "sent": "Envoyé",
-    "delivered": "Reçu",
-    "undelivered": "Non distribué",
-    "failed": "Échec",
-    "cancelled": "Annulé",
-    "skipped": "Non envoyé",
-}
-KIND_LABELS = {
-    "confirmation": "Confirmation",
-    "reminder": "Rappel",
-    "moved": "Déplacement",
-    "cancelled": "Annulation",
-    "reply": "Réponse",
-    "agent_alert": "Alerte agent",
-}
-# InboundSms.action values (webhooks/); unknown ones are shown as they are.
-INBOUND_ACTION_LABELS = {
-    "cancel": "rendez-vous annulé",
-    "cancelled": "rendez-vous annulé",
-    "confirm": "venue confirmée",
-    "confirmed": "venue confirmée",
-    "stop": "SMS désactivés (STOP)",
-    "opt_out": "SMS désactivés (STOP)",
-    "start": "SMS réactivés (START)",
-    "opt_in": "SMS réactivés (START)",
-    "forward": "transmis à l'agent",
-    "forwarded": "transmis à l'agent",
-    "unknown_number": "numéro inconnu",
-}
 RETRY_AFTER_SECONDS = 60  # told to clients when the database is unreachable (503)
-VIA_LABELS = {
-    "agent": "un agent",
-    "link": "le lien d'annulation",
-    "sms": "une réponse SMS",
-    "api": "l'API",
-}
 
 
 @login_manager.user_loader
@@ -113,6 +75,7 @@ def init_app(app: Flask) -> None:
         KIND_LABELS=KIND_LABELS,
         VIA_LABELS=VIA_LABELS,
         INBOUND_ACTION_LABELS=INBOUND_ACTION_LABELS,
+        CHANNEL_LABELS=CHANNEL_LABELS,
         LOCATION_TYPES=LOCATION_TYPES,
     )
 
