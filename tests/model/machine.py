@@ -27,6 +27,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -110,12 +111,6 @@ ANNOUNCES = ("confirmation", "moved")
 USAGER_KINDS = ("confirmation", "reminder", "moved", "cancelled")
 FALLBACK_KINDS = USAGER_KINDS
 
-# Found by this model, reported, not fixed yet: an opted-out usager who texts us
-# (ANNULER, OUI, free text) gets an SMS reply; only the STOP confirmation should go.
-# tests/model/test_regressions.py keeps the sequence (xfail, strict). Set to False when
-# the fix lands, and the invariant checks replies too.
-REPLIES_TO_OPTED_OUT_OPEN = True
-
 MODEL_APP_CONFIG = {
     "SIMULATOR_RECEIPTS": False,  # the model sends the receipts
     "REMINDER_OFFSETS": REMINDER_OFFSETS,
@@ -132,8 +127,8 @@ MODEL_APP_CONFIG = {
 def model_budget() -> tuple[int, int]:
     """(examples, steps per example): ``LAPIN_MODEL_EXAMPLES``, ``LAPIN_MODEL_STEPS``."""
     return (
-        int(os.environ.get("LAPIN_MODEL_EXAMPLES") or 40),
-        int(os.environ.get("LAPIN_MODEL_STEPS") or 30),
+        int(os.environ.get("LAPIN_MODEL_EXAMPLES") or 100),
+        int(os.environ.get("LAPIN_MODEL_STEPS") or 50),
     )
 
 
@@ -313,7 +308,11 @@ class LapinModel(RuleBasedStateMachine):
     """Random lives of rdvs against the real gateway; invariants after every step."""
 
     app: Flask  # set by the test (see make_machine)
-    backend: str = "embedded"
+    # Found by this model, reported, not fixed yet: an opted-out usager who texts us
+    # (ANNULER, OUI, free text) gets an SMS reply, where only the STOP confirmation
+    # should go. test_regressions.py keeps the sequence (xfail, strict); when the fix
+    # lands, set this to True (the invariant then checks replies too).
+    check_replies_to_opted_out = False
 
     usagers = Bundle("usagers")
     rdvs = Bundle("rdvs")
@@ -438,8 +437,7 @@ class LapinModel(RuleBasedStateMachine):
         local = starts_at.astimezone(PARIS)
         end = (starts_at + duration).astimezone(PARIS)
         if not any(
-            local.date() == end.date() and a <= local.time() and end.time() <= b
-            for a, b in OPENING
+            local.date() == end.date() and a <= local.time() and end.time() <= b for a, b in OPENING
         ):
             return 422, "closed"
         for other in self.rdv_models.values():
@@ -1058,7 +1056,7 @@ class LapinModel(RuleBasedStateMachine):
         for m in snap.messages.values():
             path = [h.status for h in snap.history.get(m.id, [])]
             assert path and path[0] == S.SCHEDULED, f"message {m.id} was born {path[:1]}"
-            for previous, new in zip(path, path[1:], strict=False):
+            for previous, new in pairwise(path):
                 assert forward_or_retry(previous, new), (
                     f"message {m.id} ({m.channel} {m.kind}) went {previous} -> {new}: {path}"
                 )
@@ -1075,7 +1073,7 @@ class LapinModel(RuleBasedStateMachine):
             if entry.channel != "sms" or ctx is None or ctx.stop_confirmation:
                 continue
             m = snap.messages[entry.message_id]
-            if m.kind == "reply" and REPLIES_TO_OPTED_OUT_OPEN:
+            if m.kind == "reply" and not self.check_replies_to_opted_out:
                 continue
             where = f"SMS {m.kind} {m.id} to {entry.to} (usager {m.usager_id}), step {ctx.step}"
             assert not ctx.usager_opted_out, f"{where} went to an opted-out usager"

@@ -54,4 +54,3 @@ def _no_fsync_on_sqlite() -> None:
 def test_message_rules_hold_through_random_lives_of_rdvs(app):
     _no_fsync_on_sqlite()
     run_state_machine_as_test(make_machine(app), settings=model_settings())
-
