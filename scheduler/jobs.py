@@ -80,7 +80,7 @@ from sqlalchemy.orm import selectinload
 
 from gateway import events, metrics
 from gateway.extensions import db
-from gateway.models import CHANNEL_SMS, Message, Organisation, Rdv, Usager
+from gateway.models import CHANNEL_SMS, InboundSms, Message, Organisation, Rdv, Usager
 from gateway.planning import is_stale, plan_email_fallback, quiet_hours
 from gateway.timeutil import utcnow
 from providers import registry
@@ -329,6 +329,16 @@ def _verdict(message: Message, org: Organisation, now: datetime):
             return S.SKIPPED, "trop tard : le rdv a commencé"
     if not message.recipient:
         return S.SKIPPED, "pas de destinataire"
+    # An opted-out number gets one SMS from us: the confirmation of its STOP. Its
+    # later texts (OUI, ANNULER, free text) are acted on but not answered.
+    if (
+        kind == "reply"
+        and message.channel == CHANNEL_SMS
+        and usager is not None
+        and usager.sms_opted_out
+        and not _confirms_stop(message)
+    ):
+        return S.SKIPPED, "numéro désinscrit des SMS (STOP)"
     if usager is not None and kind in USAGER_KINDS:
         if message.channel == CHANNEL_SMS:
             if usager.sms_opted_out:
@@ -342,6 +352,19 @@ def _verdict(message: Message, org: Organisation, now: datetime):
     if wait_until is not None:
         return S.SCHEDULED, wait_until
     return None
+
+
+def _confirms_stop(reply: Message) -> bool:
+    """Whether this reply answers an SMS that opted its number out (the STOP confirmation)."""
+    from webhooks.inbound import ACTION_OPTED_OUT  # webhooks imports the scheduler
+
+    return db.session.scalar(
+        select(
+            exists().where(
+                InboundSms.reply_message_id == reply.id, InboundSms.action == ACTION_OPTED_OUT
+            )
+        )
+    )
 
 
 def _task(app: Flask, message: Message, org: Organisation) -> _Task:

@@ -313,11 +313,10 @@ class LapinModel(RuleBasedStateMachine):
     """Random lives of rdvs against the real gateway; invariants after every step."""
 
     app: Flask  # set by the test (see make_machine)
-    # Found by this model, reported, not fixed yet: an opted-out usager who texts us
-    # (ANNULER, OUI, free text) gets an SMS reply, where only the STOP confirmation
-    # should go. test_regressions.py keeps the sequence (xfail, strict); when the fix
-    # lands, set this to True (the invariant then checks replies too).
-    check_replies_to_opted_out = False
+    # Found by this model, then fixed: an opted-out usager who texted us (ANNULER,
+    # OUI, free text) got an SMS reply, where only the STOP confirmation should go.
+    # test_regressions.py keeps the sequence; the invariant checks replies too.
+    check_replies_to_opted_out = True
 
     usagers = Bundle("usagers")
     rdvs = Bundle("rdvs")
@@ -647,7 +646,10 @@ class LapinModel(RuleBasedStateMachine):
             if via == "api":
                 status = self._api("POST", f"/rdvs/{rdv}/cancel").status_code
             else:
-                assert self.client.post(f"/rdvs/{rdv}/cancel").status_code == 302
+                assert (
+                    self.client.post(f"/rdvs/{rdv}/cancel", data={"confirmed": "yes"}).status_code
+                    == 302
+                )
                 db.session.expire_all()
                 row = db.session.get(Rdv, rdv)
                 status = 200 if row.status == REVOKED or model.cancelled else 409

@@ -39,14 +39,10 @@ def test_a_moved_rdv_of_a_usager_with_mobile_and_email_keeps_its_sms(state):
     state.send_due()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="found by the model, reported: an opted-out usager who texts OUI gets an SMS reply",
-)
 def test_an_opted_out_number_gets_no_sms_but_the_stop_confirmation(state):
     """SPEC: STOP opts the number out; only its confirmation may still go. A later OUI
-    (or ANNULER, or free text) from that number is acted on, but its SMS reply goes too."""
+    (or ANNULER, or free text) from that number is acted on, and its SMS reply is skipped
+    (it went, before the fix)."""
     state.machine.check_replies_to_opted_out = True
     state.begin(start="spring_morning")
     state.sms_reply(sender="+33611111111", text="STOP", twice=False)
