@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import events
+from . import events, waitlist
 from .errors import Conflict, DomainError, NotFound, ValidationFailed
 from .extensions import db
 from .models import (
@@ -175,13 +175,14 @@ def move(
             raise ValidationFailed(
                 "Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."}
             )
-        previous = rdv.starts_at
+        previous, previous_lieu_id = rdv.starts_at, rdv.lieu_id
         ends_at = _check_slot(org, rdv.motif, rdv.agent, lieu, new_start, exclude_id=rdv.id)
         rdv.starts_at, rdv.ends_at, rdv.lieu = new_start, ends_at, lieu
         rdv.duration_minutes = rdv.motif.duration_minutes
         db.session.flush()
         plan_move(rdv, now, previous)
         events.rdv_changed(rdv, events.RDV_MOVED, now)
+        waitlist.rdv_moved(rdv, previous, previous_lieu_id, now)
     except DomainError:
         db.session.rollback()
         raise
@@ -215,6 +216,7 @@ def cancel(rdv: Rdv, *, via: str, agent: Agent | None = None, now: datetime | No
     db.session.flush()
     plan_cancel(rdv, now, by_usager=by_usager)
     events.rdv_changed(rdv, events.RDV_CANCELLED, now)
+    waitlist.rdv_cancelled(rdv, now)
     db.session.commit()
     return True
 

@@ -78,7 +78,16 @@ CHANNEL_SMS = "sms"
 CHANNEL_EMAIL = "email"
 CHANNELS = (CHANNEL_SMS, CHANNEL_EMAIL)
 
-MESSAGE_KINDS = ("confirmation", "reminder", "moved", "cancelled", "reply", "agent_alert")
+MESSAGE_KINDS = (
+    "confirmation",
+    "reminder",
+    "second_reminder",
+    "moved",
+    "cancelled",
+    "reply",
+    "agent_alert",
+    "waitlist_offer",
+)
 
 LOCATION_TYPES = {
     "on_site": "Sur place",
@@ -121,6 +130,17 @@ class Organisation(TimestampMixin, db.Model):
     reminder_offsets: Mapped[str | None] = mapped_column(String(100))
     quiet_hours: Mapped[str | None] = mapped_column(String(20))
     min_cancel_notice_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # The second reminder, to usagers who have not confirmed with OUI (SPEC section 5):
+    # one offset such as "24h"; NULL means none. The motif's value overrides it.
+    second_reminder_offset: Mapped[str | None] = mapped_column(String(20))
+    # Send the second reminder only to usagers with a past no-show.
+    second_reminder_noshow_only: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    # No waiting-list offer for a slot starting sooner than this (docs/waitlist.md).
+    waitlist_notice_minutes: Mapped[int] = mapped_column(
+        Integer, default=240, server_default=text("240")
+    )
 
     @property
     def tz(self) -> ZoneInfo:
@@ -183,6 +203,8 @@ class Motif(TimestampMixin, db.Model):
     duration_minutes: Mapped[int] = mapped_column(Integer, default=30)
     location_type: Mapped[str] = mapped_column(String(20), default="on_site")
     reminder_offsets: Mapped[str | None] = mapped_column(String(100))
+    # Overrides the organisation's second reminder; "off" switches it off for this motif.
+    second_reminder_offset: Mapped[str | None] = mapped_column(String(20))
     instructions: Mapped[str | None] = mapped_column(Text)
 
     organisation: Mapped[Organisation] = relationship()
@@ -262,6 +284,8 @@ class Rdv(TimestampMixin, db.Model):
     cancelled_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The usager asked to be told of an earlier slot (gateway.waitlist).
+    waitlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     organisation: Mapped[Organisation] = relationship()
@@ -607,6 +631,74 @@ class WebhookDelivery(db.Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     event: Mapped[WebhookEvent] = relationship()
+
+
+class FreedSlot(db.Model):
+    """A slot that became free (an rdv cancelled or moved away), for the waiting list.
+
+    ``next_offer_at`` is when :mod:`gateway.waitlist` should next try to offer
+    it (NULL: nothing left to do); ``filled_at``/``filled_via`` record how it
+    was taken again when the gateway saw it (``waitlist`` or ``move``); a
+    booking into it is found by the statistics from the rdvs themselves.
+    """
+
+    __tablename__ = "freed_slots"
+    __table_args__ = (
+        Index("ix_freed_slots_org_freed", "organisation_id", "freed_at"),
+        Index(
+            "ix_freed_slots_due",
+            "next_offer_at",
+            postgresql_where=text("next_offer_at IS NOT NULL"),
+            sqlite_where=text("next_offer_at IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    motif_id: Mapped[int] = mapped_column(ForeignKey("motifs.id"))
+    lieu_id: Mapped[int] = mapped_column(ForeignKey("lieux.id"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    freed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    freed_by_usager: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id"))
+    next_offer_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    filled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    filled_via: Mapped[str | None] = mapped_column(String(16))
+    filled_rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id"))
+
+    organisation: Mapped[Organisation] = relationship()
+    motif: Mapped[Motif] = relationship()
+    lieu: Mapped[Lieu] = relationship()
+    agent: Mapped[Agent] = relationship()
+
+
+class WaitlistOffer(db.Model):
+    """A freed slot offered to one waiting usager, taken through ``/o/<code>``.
+
+    ``status``: ``offered``, ``taken`` (this usager took it), ``lost`` (someone
+    else took the slot first), ``expired`` (the slot started, went out of
+    reach, or the waiting rdv changed).
+    """
+
+    __tablename__ = "waitlist_offers"
+    __table_args__ = (Index("ix_waitlist_offers_usager_at", "usager_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    freed_slot_id: Mapped[int] = mapped_column(ForeignKey("freed_slots.id"), index=True)
+    rdv_id: Mapped[int] = mapped_column(ForeignKey("rdvs.id"), index=True)
+    usager_id: Mapped[int] = mapped_column(ForeignKey("usagers.id"))
+    code: Mapped[str] = mapped_column(String(32), unique=True, default=new_cancel_code)
+    status: Mapped[str] = mapped_column(String(16), default="offered")
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    freed_slot: Mapped[FreedSlot] = relationship()
+    rdv: Mapped[Rdv] = relationship()
+    usager: Mapped[Usager] = relationship()
 
 
 def ends_at_for(starts_at: datetime, duration_minutes: int) -> datetime:

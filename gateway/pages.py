@@ -32,7 +32,7 @@ from .errors import DomainError, NotFound
 from .extensions import db
 from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv, Usager, is_db_id
 from .slots import free_slots
-from .timeline import build_timeline
+from .timeline import build_timeline, message_reason
 from .timeutil import localize, parse_date, parse_iso, utcnow
 from .usagers import create_usager, search_usagers
 
@@ -320,6 +320,7 @@ def show_rdv(rdv_id: int):
         rdv=rdv,
         messages=messages,
         timeline=build_timeline(rdv, messages, inbound),
+        reasons={m.id: message_reason(m) for m in messages},
         tz=org.tz,
         lieux=lieux,
         now=utcnow(),

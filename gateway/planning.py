@@ -32,6 +32,17 @@ def reminder_offsets(rdv: Rdv) -> list[timedelta]:
     return policy.parse_offsets(value)
 
 
+def second_reminder_offset(rdv: Rdv) -> timedelta | None:
+    """The second reminder's offset: the motif's (``off`` switches it off), else the
+    organisation's, else none. Whether it goes is decided at send time
+    (:func:`scheduler.jobs.no_show_loop_verdict`): only without an OUI."""
+    value = rdv.motif.second_reminder_offset or rdv.organisation.second_reminder_offset
+    if not value or value.strip().lower() in policy.OFF_VALUES:
+        return None
+    offsets = policy.parse_offsets(value)
+    return offsets[0] if offsets else None
+
+
 def quiet_hours(organisation) -> policy.QuietHours | None:
     value = organisation.quiet_hours
     if value is None:
@@ -119,6 +130,8 @@ def _announce(rdv: Rdv, kind: str, now: datetime, with_reminders: bool, **extra)
     org = rdv.organisation
     tz, quiet = org.tz, quiet_hours(org)
     offsets = reminder_offsets(rdv) if with_reminders else []
+    second = [second_reminder_offset(rdv)] if with_reminders else []
+    second = [o for o in second if o is not None]
     created = []
     for participation in rdv.participations:
         for channel, recipient in usager_channels(participation.usager):
@@ -127,6 +140,10 @@ def _announce(rdv: Rdv, kind: str, now: datetime, with_reminders: bool, **extra)
                 created.append(_add(rdv, participation, kind, channel, recipient, at, now, **extra))
             for at in policy.plan_reminders(rdv.starts_at, offsets, now, tz, quiet, channel):
                 created.append(_add(rdv, participation, "reminder", channel, recipient, at, now))
+            for at in policy.plan_reminders(rdv.starts_at, second, now, tz, quiet, channel):
+                created.append(
+                    _add(rdv, participation, "second_reminder", channel, recipient, at, now)
+                )
     return created
 
 
@@ -180,7 +197,7 @@ def agent_alert(rdv: Rdv, usager, now: datetime, reply_text: str | None = None) 
     )
 
 
-FALLBACK_KINDS = ("confirmation", "reminder", "moved", "cancelled")
+FALLBACK_KINDS = ("confirmation", "reminder", "second_reminder", "moved", "cancelled")
 
 
 def plan_email_fallback(sms: Message, now: datetime) -> Message | None:

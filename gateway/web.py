@@ -44,6 +44,22 @@ KIND_LABELS = {
     "cancelled": "Annulation",
     "reply": "Réponse",
     "agent_alert": "Alerte agent",
+    "second_reminder": "Second rappel (sans confirmation)",
+    "waitlist_offer": "Proposition de créneau plus tôt",
+}
+# Why a message of the no-show loop did not go (stored as its status detail).
+REASON_LABELS = {
+    "confirmed": "l'usager a confirmé par OUI : second rappel inutile",
+    "no_past_noshow": "aucune absence passée : second rappel réservé aux usagers déjà absents",
+    "slot_taken": "créneau déjà repris",
+    "slot_too_soon": "créneau trop proche : délai minimum de proposition dépassé",
+    "offer_closed": "proposition close",
+}
+WAITLIST_OFFER_STATUS_LABELS = {
+    "offered": "proposé",
+    "taken": "pris",
+    "lost": "pris par un autre usager",
+    "expired": "expiré",
 }
 # InboundSms.action values (webhooks/); unknown ones are shown as they are.
 INBOUND_ACTION_LABELS = {
