@@ -9,6 +9,7 @@ every test starts from empty tables.
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import time
 
 import pytest
@@ -21,6 +22,10 @@ from gateway.cli import migrate_to_head
 from gateway.extensions import db
 
 from .factories import World, make_world
+
+# The app's instance folder defaults to ./instance of the working directory: the
+# suite keeps its generated secret and files in a folder of its own instead.
+os.environ.setdefault("INSTANCE_PATH", tempfile.mkdtemp(prefix="lapin-test-instance-"))
 
 
 def _database_url(tmp_path_factory) -> str:
