@@ -47,7 +47,20 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     _configure_database(app)
 
-    from . import api, auth, export, health, metrics, openapi, pages, stats, web, webhook_pages
+    from . import (
+        api,
+        auth,
+        export,
+        health,
+        metrics,
+        openapi,
+        pages,
+        stats,
+        usager_pages,
+        waitlist_pages,
+        web,
+        webhook_pages,
+    )
 
     web.init_app(app)
     app.register_blueprint(health.bp)
@@ -59,6 +72,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(webhook_pages.bp)
+    app.register_blueprint(usager_pages.bp)
+    app.register_blueprint(waitlist_pages.bp)
     csrf.exempt(api.bp)
     # Receipts, inbound SMS, /c/ links, simulator outbox.
     from webhooks import init_app as init_webhooks

@@ -30,6 +30,7 @@ from wtforms.validators import Length, Optional
 from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound
 from .extensions import db
+from .history import noshow_counts
 from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv, Usager, is_db_id
 from .slots import free_slots
 from .timeline import build_timeline, message_reason
@@ -224,8 +225,13 @@ def new_rdv():
                 if field is not None and hasattr(field, "errors"):
                     field.errors = list(field.errors) + [message]
             flash(exc.message, "error")
+            usagers = _usager_results(org)
             return render_template(
-                "pages/rdv_new.html", step="usager", usagers=_usager_results(org), **context
+                "pages/rdv_new.html",
+                step="usager",
+                usagers=usagers,
+                noshows=noshow_counts([u.id for u in usagers]),
+                **context,
             ), exc.status
         flash("Rendez-vous enregistré. La confirmation part maintenant.", "success")
         return redirect(url_for("pages.show_rdv", rdv_id=rdv.id))
@@ -261,11 +267,13 @@ def new_rdv():
             else None,
             **context,
         )
+    usagers, recent = _usager_results(org), _recent_usagers(org)
     return render_template(
         "pages/rdv_new.html",
         step="usager",
-        usagers=_usager_results(org),
-        recent=_recent_usagers(org),
+        usagers=usagers,
+        recent=recent,
+        noshows=noshow_counts([u.id for u in [*usagers, *recent]]),
         **context,
     )
 

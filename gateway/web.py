@@ -75,6 +75,15 @@ INBOUND_ACTION_LABELS = {
     "forwarded": "transmis à l'agent",
     "unknown_number": "numéro inconnu",
 }
+# The outcome of an rdv on a usager's history (gateway.history.outcome).
+OUTCOME_LABELS = {
+    "upcoming": "À venir",
+    "unrecorded": "Passé, issue non saisie",
+    "seen": "Venu",
+    "noshow": "Absent (lapin)",
+    "excused": "Annulé par l'usager",
+    "revoked": "Annulé par le service",
+}
 RETRY_AFTER_SECONDS = 60  # told to clients when the database is unreachable (503)
 VIA_LABELS = {
     "agent": "un agent",
@@ -129,6 +138,9 @@ def init_app(app: Flask) -> None:
         KIND_LABELS=KIND_LABELS,
         VIA_LABELS=VIA_LABELS,
         INBOUND_ACTION_LABELS=INBOUND_ACTION_LABELS,
+        OUTCOME_LABELS=OUTCOME_LABELS,
+        REASON_LABELS=REASON_LABELS,
+        WAITLIST_OFFER_STATUS_LABELS=WAITLIST_OFFER_STATUS_LABELS,
         LOCATION_TYPES=LOCATION_TYPES,
     )
 
