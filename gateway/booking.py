@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import events, waitlist
+from . import events
+from . import waitlist as waiting_list
 from .errors import Conflict, DomainError, NotFound, ValidationFailed
 from .extensions import db
 from .models import (
@@ -109,8 +110,12 @@ def book(
     usager_ids,
     starts_at: datetime,
     now: datetime | None = None,
+    waitlist: bool = False,
 ) -> Rdv:
-    """Book an rdv in a free slot and plan its confirmation and reminders."""
+    """Book an rdv in a free slot and plan its confirmation and reminders.
+
+    ``waitlist``: the usager asks to be offered an earlier slot (:mod:`gateway.waitlist`).
+    """
     now = require_aware(now or utcnow())
     try:
         motif = _owned(Motif, motif_id, organisation, "motif_id", "Motif")
@@ -139,6 +144,7 @@ def book(
             ends_at=ends_at,
             duration_minutes=motif.duration_minutes,
             status=RDV_UNKNOWN,
+            waitlist=bool(waitlist),
             participations=[Participation(usager=u) for u in usagers],
             messages=[],  # a new rdv has none: its JSON (webhook event) needs no SELECT
         )
@@ -182,7 +188,7 @@ def move(
         db.session.flush()
         plan_move(rdv, now, previous)
         events.rdv_changed(rdv, events.RDV_MOVED, now)
-        waitlist.rdv_moved(rdv, previous, previous_lieu_id, now)
+        waiting_list.rdv_moved(rdv, previous, previous_lieu_id, now)
     except DomainError:
         db.session.rollback()
         raise
@@ -216,7 +222,7 @@ def cancel(rdv: Rdv, *, via: str, agent: Agent | None = None, now: datetime | No
     db.session.flush()
     plan_cancel(rdv, now, by_usager=by_usager)
     events.rdv_changed(rdv, events.RDV_CANCELLED, now)
-    waitlist.rdv_cancelled(rdv, now)
+    waiting_list.rdv_cancelled(rdv, now)
     db.session.commit()
     return True
 

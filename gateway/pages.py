@@ -145,6 +145,7 @@ class BookingForm(FlaskForm):
     email = EmailField("Adresse e-mail", validators=[Optional(), Length(max=254)])
     notify_sms = BooleanField("Accepte les SMS", default=True)
     notify_email = BooleanField("Accepte les e-mails", default=True)
+    waitlist = BooleanField("Prévenez-moi si un créneau plus tôt se libère", default=False)
 
 
 def _int_arg(name):
@@ -217,6 +218,7 @@ def new_rdv():
                 agent_id=slot_agent.id,
                 usager_ids=[usager_id],
                 starts_at=slot_start,
+                waitlist=bool(form.waitlist.data),
             )
         except DomainError as exc:
             db.session.rollback()

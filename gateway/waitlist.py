@@ -418,25 +418,12 @@ def take_offer(offer: WaitlistOffer, now: datetime | None = None) -> Rdv:
     if state == "expired":
         _set_status(offer, EXPIRED, now)
         raise OfferExpired()
-    offer_id, slot_id = offer.id, offer.freed_slot_id
-    # Claim the offer (a double POST moves once), then take the agent's booking lock.
-    claimed = db.session.execute(
-        update(WaitlistOffer)
-        .where(WaitlistOffer.id == offer_id, WaitlistOffer.status == OFFERED)
-        .values(status=TAKEN, closed_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if not claimed:
-        db.session.rollback()
-        return take_offer(db.session.get(WaitlistOffer, offer_id), now)
-    slot = db.session.get(FreedSlot, slot_id)
-    db.session.refresh(slot)
-    rdv = offer.rdv
-    db.session.refresh(rdv)
+    offer_id = offer.id
+    rdv, slot = offer.rdv, offer.freed_slot
+    previous, previous_lieu, previous_agent = rdv.starts_at, rdv.lieu_id, rdv.agent_id
     try:
-        if slot.filled_at is not None or rdv.is_cancelled:
-            raise SlotTaken()
-        previous, previous_lieu, previous_agent = rdv.starts_at, rdv.lieu_id, rdv.agent_id
+        # The agent's booking lock first: racing takers queue here, before touching
+        # any offer row (taking the locks in one order, so they never deadlock).
         ends_at = booking._check_slot(
             rdv.organisation, rdv.motif, slot.agent, slot.lieu, slot.starts_at, exclude_id=rdv.id
         )
@@ -444,6 +431,21 @@ def take_offer(offer: WaitlistOffer, now: datetime | None = None) -> Rdv:
         db.session.rollback()
         _set_status(db.session.get(WaitlistOffer, offer_id), LOST, now)
         raise SlotTaken() from None
+    claimed = db.session.execute(
+        update(WaitlistOffer)
+        .where(WaitlistOffer.id == offer_id, WaitlistOffer.status == OFFERED)
+        .values(status=TAKEN, closed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:  # a double POST: the first one moved the rdv
+        db.session.rollback()
+        return take_offer(db.session.get(WaitlistOffer, offer_id), now)
+    db.session.refresh(slot)
+    db.session.refresh(rdv)
+    if slot.filled_at is not None or rdv.is_cancelled or rdv.starts_at != previous:
+        db.session.rollback()
+        _set_status(db.session.get(WaitlistOffer, offer_id), LOST, now)
+        raise SlotTaken()
     rdv.starts_at, rdv.ends_at = slot.starts_at, ends_at
     rdv.lieu, rdv.agent = slot.lieu, slot.agent
     rdv.duration_minutes = rdv.motif.duration_minutes

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template
 
-from .errors import NotFound
+from .errors import Conflict, NotFound
 from .extensions import limiter
 from .models import WaitlistOffer
 from .phones import display_phone
@@ -74,8 +74,8 @@ def take(code: str):
     offer = _offer(code)
     try:
         take_offer(offer)
-    except SlotTaken:
-        return _render(offer, "lost", 409)
     except OfferExpired:
         return _render(offer, "expired", 409)
+    except (SlotTaken, Conflict):  # Conflict: the database's own overlap guard
+        return _render(offer, "lost", 409)
     return _render(offer, "taken")
