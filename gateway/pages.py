@@ -36,6 +36,7 @@ from .slots import free_slots
 from .timeline import build_timeline, message_reason
 from .timeutil import localize, parse_date, parse_iso, utcnow
 from .usagers import create_usager, search_usagers
+from .waitlist import set_waiting
 
 bp = Blueprint("pages", __name__)
 
@@ -374,6 +375,23 @@ def move_rdv(rdv_id: int):
         flash(exc.message, "error")
     else:
         flash("Rendez-vous déplacé. L'usager est prévenu.", "success")
+    return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
+
+
+@bp.post("/rdvs/<int:rdv_id>/waitlist")
+def rdv_waitlist(rdv_id: int):
+    """``POST /rdvs/<id>/waitlist`` (``waitlist=1|0``): wait for an earlier slot, or no more."""
+    rdv = _rdv_for_action(rdv_id)
+    waiting = request.form.get("waitlist") == "1"
+    try:
+        set_waiting(rdv, waiting)
+    except DomainError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(
+            "Rendez-vous sur la liste d'attente." if waiting else "Retiré de la liste d'attente.",
+            "success",
+        )
     return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
 
 

@@ -79,6 +79,26 @@ def past_noshows(usager_id: int | None, now: datetime) -> int:
     )
 
 
+def set_waiting(rdv: Rdv, waiting: bool, now: datetime | None = None) -> Rdv:
+    """Put an upcoming rdv on the waiting list, or take it off (agent page, manage link).
+
+    Taking it off expires its open offers; a cancelled or started rdv cannot wait.
+    """
+    now = require_aware(now or utcnow())
+    if waiting and (rdv.is_cancelled or rdv.starts_at <= now):
+        raise Conflict("Ce rendez-vous ne peut plus attendre un créneau plus tôt.", code="rdv_past")
+    rdv.waitlist = bool(waiting)
+    if not waiting:
+        db.session.execute(
+            update(WaitlistOffer)
+            .where(WaitlistOffer.rdv_id == rdv.id, WaitlistOffer.status == OFFERED)
+            .values(status=EXPIRED, closed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    return rdv
+
+
 # --- 1. recording freed slots (called inside the change's transaction) ---
 
 
@@ -385,7 +405,12 @@ def offer_state(offer: WaitlistOffer, now: datetime) -> str:
     slot, rdv = offer.freed_slot, offer.rdv
     if slot.filled_at is not None or not slot_is_free(slot):
         return "lost"
-    if slot.starts_at <= now or rdv.is_cancelled or rdv.starts_at <= slot.starts_at:
+    if (
+        slot.starts_at <= now
+        or rdv.is_cancelled
+        or not rdv.waitlist
+        or rdv.starts_at <= slot.starts_at
+    ):
         return "expired"
     return "open"
 

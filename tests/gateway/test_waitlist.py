@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
+from gateway import create_app
 from gateway.booking import book, cancel, move
 from gateway.extensions import db
 from gateway.models import FreedSlot, Message, Rdv, WaitlistOffer
@@ -405,3 +407,30 @@ def test_agent_form_checkbox_puts_the_rdv_on_the_waiting_list(login, world):
 
 def test_offer_slot_of_an_unknown_or_finished_slot_does_nothing(app, world):
     assert offer_slot(12345, NOW) == 0
+
+
+def test_offer_post_needs_the_csrf_token(app_config, _migrated, world, waiting, app):
+    cancel(waiting["rdvs"]["held"], via="link", now=NOW)
+    _offer_due(app, NOW)
+    offer = _offers()[0]
+    csrf_app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
+    c = csrf_app.test_client()
+    with time_machine.travel(NOW + timedelta(minutes=1), tick=False):
+        assert c.post(f"/o/{offer.code}").status_code == 400
+        assert _offers(id=offer.id)[0].status == "offered"
+        page = c.get(f"/o/{offer.code}").get_data(as_text=True)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        assert c.post(f"/o/{offer.code}", data={"csrf_token": token}).status_code == 200
+    assert _offers(id=offer.id)[0].status == "taken"
+
+
+def test_agent_takes_an_rdv_off_the_waiting_list_and_its_offers_expire(login, world, waiting):
+    cancel(waiting["rdvs"]["held"], via="link", now=NOW)
+    _offer_due(login.application, NOW)
+    rdv_id = waiting["rdvs"]["w1"].id
+    response = login.post(f"/rdvs/{rdv_id}/waitlist", data={"waitlist": "0"})
+    assert response.status_code == 302
+    assert db.session.get(Rdv, rdv_id).waitlist is False
+    assert _offers(rdv_id=rdv_id)[0].status == "expired"
+    login.post(f"/rdvs/{rdv_id}/waitlist", data={"waitlist": "1"})
+    assert db.session.get(Rdv, rdv_id).waitlist is True
