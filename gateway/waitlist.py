@@ -226,10 +226,8 @@ def slot_is_free(slot: FreedSlot) -> bool:
 
 
 def _notice(org: Organisation) -> timedelta:
-    minutes = org.waitlist_notice_minutes
-    if minutes is None:
-        minutes = current_app.config.get("WAITLIST_NOTICE_MINUTES", 240)
-    return timedelta(minutes=minutes)
+    """No offer for a slot starting sooner than this (the organisation's setting, 4 h)."""
+    return timedelta(minutes=org.waitlist_notice_minutes)
 
 
 def _close_slot(slot: FreedSlot, now: datetime, status: str) -> None:
@@ -242,11 +240,8 @@ def _close_slot(slot: FreedSlot, now: datetime, status: str) -> None:
     )
 
 
-def _day_bounds(now: datetime, tz) -> tuple[datetime, datetime]:
-    day = now.astimezone(tz).date()
-    start = localize(datetime.combine(day, datetime.min.time()), tz)
-    end = localize(datetime.combine(day + timedelta(days=1), datetime.min.time()), tz)
-    return start, end
+def _local_day_start(now: datetime, tz) -> datetime:
+    return localize(datetime.combine(now.astimezone(tz).date(), datetime.min.time()), tz)
 
 
 def offer_slot(freed_slot_id: int, now: datetime) -> int:
@@ -324,7 +319,7 @@ def may_offer(usager_id: int, now: datetime, tz) -> bool:
     counts = db.session.execute(
         select(
             func.count(),
-            func.count().filter(WaitlistOffer.created_at >= _day_bounds(now, tz)[0]),
+            func.count().filter(WaitlistOffer.created_at >= _local_day_start(now, tz)),
         ).where(WaitlistOffer.usager_id == usager_id)
     ).one()
     in_all, today = counts
