@@ -434,3 +434,22 @@ def test_agent_takes_an_rdv_off_the_waiting_list_and_its_offers_expire(login, wo
     assert _offers(rdv_id=rdv_id)[0].status == "expired"
     login.post(f"/rdvs/{rdv_id}/waitlist", data={"waitlist": "1"})
     assert db.session.get(Rdv, rdv_id).waitlist is True
+
+
+def test_guessing_offer_codes_is_rate_limited(app_config, _migrated, world, redis_url):
+    from gateway.extensions import limiter
+
+    limited = create_app(
+        {
+            **app_config,
+            "RATELIMIT_ENABLED": True,
+            "CANCEL_LINK_RATE_LIMIT": "3 per minute",
+            "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        }
+    )
+    limiter.reset()
+    c = limited.test_client()
+    assert [c.get(f"/o/Guess{i:07d}").status_code for i in range(3)] == [404, 404, 404]
+    assert c.get("/o/Guess0000009").status_code == 429
+    assert c.post("/o/Guess0000009").status_code == 429
+    assert c.get("/o/Guess0000009", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 404
