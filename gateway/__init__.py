@@ -25,6 +25,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(config.from_environment(app.instance_path))
     if test_config:
         app.config.update(test_config)
+    _trust_proxies(app)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -90,6 +91,21 @@ def create_app(test_config: dict | None = None) -> Flask:
         check_templates()
     _start_embedded_pipeline_on_first_request(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """``PROXY_FIX_X_FOR`` > 0: take the client's address from that many ``X-Forwarded-For``
+    hops (Werkzeug's ProxyFix), so rate limits key on the real client, not on the router.
+
+    0 (the default) ignores the header: a client could otherwise pick its own
+    address and escape every limit. Only ``x_for`` is trusted; the public URL
+    comes from ``PUBLIC_BASE_URL``, never from forwarded headers.
+    """
+    hops = int(app.config.get("PROXY_FIX_X_FOR") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0)
 
 
 def _start_embedded_pipeline_on_first_request(app: Flask) -> None:

@@ -108,6 +108,10 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         "METRICS_TOKEN": (env.get("METRICS_TOKEN") or "").strip() or None,
         # Outbound webhooks may reach loopback and private addresses (tests, make run).
         "WEBHOOK_ALLOW_PRIVATE": _truthy(env.get("WEBHOOK_ALLOW_PRIVATE")),
+        # Unsigned Vonage webhooks (no VONAGE_SIGNATURE_SECRET): refused unless "accept".
+        "VONAGE_UNSIGNED_WEBHOOKS": _unsigned_vonage(env, production),
+        # Proxies in front of the app whose X-Forwarded-For is trusted (Werkzeug's ProxyFix).
+        "PROXY_FIX_X_FOR": _non_negative_int(env.get("PROXY_FIX_X_FOR"), "PROXY_FIX_X_FOR"),
         # prometheus_client's multiprocess mode (gunicorn, workers); read by the library too.
         "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
     }
@@ -174,6 +178,35 @@ def _pipeline_settings(env: Mapping[str, str]) -> dict:
         key = f"{provider}_RATE_PER_SECOND"
         settings[key] = number(key, 0.0, float)
     return settings
+
+
+def _unsigned_vonage(env: Mapping[str, str], production: bool) -> bool:
+    """``VONAGE_UNSIGNED_WEBHOOKS``: True for ``accept``; refused in production.
+
+    Any value but ``accept``, ``refuse`` or nothing is a typo, and a typo must not
+    open the webhooks: it stops the start instead.
+    """
+    value = (env.get("VONAGE_UNSIGNED_WEBHOOKS") or "refuse").strip().lower()
+    if value not in {"accept", "refuse"}:
+        raise RuntimeError(f"VONAGE_UNSIGNED_WEBHOOKS must be accept or refuse, not {value!r}")
+    if value == "accept" and production:
+        raise RuntimeError(
+            "VONAGE_UNSIGNED_WEBHOOKS=accept is refused when GATEWAY_ENV=production: "
+            "set VONAGE_SIGNATURE_SECRET instead"
+        )
+    return value == "accept"
+
+
+def _non_negative_int(value: str | None, name: str) -> int:
+    if value is None or not value.strip():
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a whole number, not {value!r}") from None
+    if number < 0:
+        raise RuntimeError(f"{name} must be 0 or more, not {number}")
+    return number
 
 
 def _positive_int(value: str | None, default: int, name: str) -> int:

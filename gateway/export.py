@@ -159,7 +159,6 @@ HEADERS = (
     "Venue confirmée le",
     "Rappels",
 )
-BOOKED_VIA_LABELS = {"agent": "un agent", "online": "en ligne", "api": "l'API"}
 
 
 REMINDER_KINDS = ("reminder", "second_reminder")
@@ -167,7 +166,7 @@ REMINDER_KINDS = ("reminder", "second_reminder")
 
 def reminder_outcomes(rdv: Rdv, tz) -> str:
     """Each reminder: channel, time, outcome, and the email fallback of an SMS that failed."""
-    from .web import MESSAGE_STATUS_LABELS
+    from .labels import MESSAGE_STATUS_LABELS
 
     fallbacks = {m.fallback_of_id: m for m in rdv.messages if m.fallback_of_id is not None}
     parts = []
@@ -190,7 +189,7 @@ def reminder_outcomes(rdv: Rdv, tz) -> str:
 
 def export_row(rdv: Rdv) -> list:
     """One line of the export, local times as naive datetimes (for XLSX) or text."""
-    from .web import STATUS_LABELS, VIA_LABELS
+    from .labels import BOOKED_VIA_LABELS, STATUS_LABELS, VIA_LABELS
 
     tz = rdv.organisation.tz
     start = rdv.starts_at.astimezone(tz)

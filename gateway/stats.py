@@ -22,6 +22,7 @@ from flask import Blueprint, abort, jsonify, make_response, render_template, req
 from sqlalchemy import case, exists, func, literal, select
 
 from .extensions import db
+from .labels import VIA_COLUMN_LABELS
 from .models import (
     CANCELLED_VIA,
     CHANNELS,
@@ -45,12 +46,6 @@ DEFAULT_MONTHS = 12
 MAX_MONTHS = 36
 # Public figures that change slowly: let browsers and proxies keep them a while.
 CACHE_SECONDS = 300
-VIA_COLUMN_LABELS = {
-    "link": "Lien d'annulation",
-    "sms": "Réponse SMS",
-    "agent": "Agent",
-    "api": "API",
-}
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from providers import status as S
 from . import booking, events
 from .errors import Conflict, NotFound
 from .extensions import db
+from .labels import SKIP_REASON_LABELS
 from .models import (
     CHANNEL_SMS,
     RDV_NOSHOW,
@@ -52,7 +53,6 @@ from .models import (
 from .planning import new_message, plan_move, quiet_hours, usager_channels
 from .rendering import offer_extra, render_email, render_sms
 from .timeutil import localize, require_aware, utcnow
-from .web import REASON_LABELS
 
 OFFERED, TAKEN, LOST, EXPIRED = "offered", "taken", "lost", "expired"
 # The waiting rdv must be at least this much later than the slot offered.
@@ -370,12 +370,12 @@ def offer_send_verdict(message: Message, org: Organisation, now: datetime):
     """Send-time check of an offer: None (it goes) or (status, reason)."""
     offer = db.session.scalar(select(WaitlistOffer).where(WaitlistOffer.message_id == message.id))
     if offer is None or offer.status != OFFERED:
-        return S.CANCELLED, REASON_LABELS["offer_closed"]
+        return S.CANCELLED, SKIP_REASON_LABELS["offer_closed"]
     slot = offer.freed_slot
     if slot.filled_at is not None or not slot_is_free(slot):
-        return S.CANCELLED, REASON_LABELS["slot_taken"]
+        return S.CANCELLED, SKIP_REASON_LABELS["slot_taken"]
     if slot.starts_at - _notice(org) <= now:
-        return S.SKIPPED, REASON_LABELS["slot_too_soon"]
+        return S.SKIPPED, SKIP_REASON_LABELS["slot_too_soon"]
     return None
 
 

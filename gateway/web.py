@@ -15,82 +15,21 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from .extensions import db, login_manager
+from .labels import (
+    CHANNEL_LABELS,
+    INBOUND_ACTION_LABELS,
+    KIND_LABELS,
+    MESSAGE_STATUS_LABELS,
+    OUTCOME_LABELS,
+    STATUS_LABELS,
+    VIA_LABELS,
+    WAITLIST_OFFER_STATUS_LABELS,
+)
 from .models import LOCATION_TYPES, MAX_ID, Agent
 from .phones import display_phone
 from .rendering import hour
 
-STATUS_LABELS = {
-    "unknown": "À venir",
-    "seen": "Venu",
-    "noshow": "Absent (lapin)",
-    "excused": "Annulé par l'usager",
-    "revoked": "Annulé par le service",
-}
-MESSAGE_STATUS_LABELS = {
-    "scheduled": "Programmé",
-    "queued": "En file",
-    "sending": "Envoi en cours",
-    "sent": "Envoyé",
-    "delivered": "Reçu",
-    "undelivered": "Non distribué",
-    "failed": "Échec",
-    "cancelled": "Annulé",
-    "skipped": "Non envoyé",
-}
-KIND_LABELS = {
-    "confirmation": "Confirmation",
-    "reminder": "Rappel",
-    "moved": "Déplacement",
-    "cancelled": "Annulation",
-    "reply": "Réponse",
-    "agent_alert": "Alerte agent",
-    "second_reminder": "Second rappel (sans confirmation)",
-    "waitlist_offer": "Proposition de créneau plus tôt",
-}
-# Why a message of the no-show loop did not go (stored as its status detail).
-REASON_LABELS = {
-    "confirmed": "l'usager a confirmé par OUI : second rappel inutile",
-    "no_past_noshow": "aucune absence passée : second rappel réservé aux usagers déjà absents",
-    "slot_taken": "créneau déjà repris",
-    "slot_too_soon": "créneau trop proche : délai minimum de proposition dépassé",
-    "offer_closed": "proposition close",
-}
-WAITLIST_OFFER_STATUS_LABELS = {
-    "offered": "proposé",
-    "taken": "pris",
-    "lost": "pris par un autre usager",
-    "expired": "expiré",
-}
-# InboundSms.action values (webhooks/); unknown ones are shown as they are.
-INBOUND_ACTION_LABELS = {
-    "cancel": "rendez-vous annulé",
-    "cancelled": "rendez-vous annulé",
-    "confirm": "venue confirmée",
-    "confirmed": "venue confirmée",
-    "stop": "SMS désactivés (STOP)",
-    "opt_out": "SMS désactivés (STOP)",
-    "start": "SMS réactivés (START)",
-    "opt_in": "SMS réactivés (START)",
-    "forward": "transmis à l'agent",
-    "forwarded": "transmis à l'agent",
-    "unknown_number": "numéro inconnu",
-}
-# The outcome of an rdv on a usager's history (gateway.history.outcome).
-OUTCOME_LABELS = {
-    "upcoming": "À venir",
-    "unrecorded": "Passé, issue non saisie",
-    "seen": "Venu",
-    "noshow": "Absent (lapin)",
-    "excused": "Annulé par l'usager",
-    "revoked": "Annulé par le service",
-}
 RETRY_AFTER_SECONDS = 60  # told to clients when the database is unreachable (503)
-VIA_LABELS = {
-    "agent": "un agent",
-    "link": "le lien d'annulation",
-    "sms": "une réponse SMS",
-    "api": "l'API",
-}
 
 
 @login_manager.user_loader
@@ -138,8 +77,8 @@ def init_app(app: Flask) -> None:
         KIND_LABELS=KIND_LABELS,
         VIA_LABELS=VIA_LABELS,
         INBOUND_ACTION_LABELS=INBOUND_ACTION_LABELS,
+        CHANNEL_LABELS=CHANNEL_LABELS,
         OUTCOME_LABELS=OUTCOME_LABELS,
-        REASON_LABELS=REASON_LABELS,
         WAITLIST_OFFER_STATUS_LABELS=WAITLIST_OFFER_STATUS_LABELS,
         LOCATION_TYPES=LOCATION_TYPES,
     )

@@ -41,6 +41,9 @@ from .transitions import bulk_transition, reschedule
 log = logging.getLogger(__name__)
 
 SEND_JOB = "scheduler.jobs.send_messages"
+# How many times RQ runs a send job again when it raised or its worker died
+# (scheduler.queue.requeue_abandoned): safe, a run claims only rows still queued.
+SEND_JOB_RETRIES = 3
 
 
 def _lock_for_dispatch(query):
@@ -119,7 +122,9 @@ def _enqueue_send_jobs(rows) -> int:
     for _, group in groupby(ordered, key=lambda r: (r.organisation_id, r.channel)):
         ids = [r.id for r in group]
         batches.extend(([*ids[i : i + size]],) for i in range(0, len(ids), size))
-    return enqueue_many(SEND_JOB, batches, job_timeout=int(config["SEND_JOB_TIMEOUT"]))
+    return enqueue_many(
+        SEND_JOB, batches, job_timeout=int(config["SEND_JOB_TIMEOUT"]), retries=SEND_JOB_RETRIES
+    )
 
 
 def dispatch_all_due(now: datetime | None = None, due_before: datetime | None = None) -> int:
@@ -142,12 +147,13 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
       so it is retried (and fails over when its attempts say so). Duplicate
       risk, by design bounded: if the provider had accepted the SMS but the
       worker died before recording it *and* no receipt came within the
-      timeout, the usager gets it twice. That can only concern the batch the
-      killed worker held: its results are written back once per batch, so
-      every message of it already accepted is unrecorded (at most
-      ``SEND_BATCH_SIZE`` per killed worker; the SIGKILL fault test sees whole
-      batches go twice); a warm shutdown (SIGTERM) finishes the batch first, and a
-      worker restarted between batches leaves no ``sending`` row behind.
+      timeout, the usager gets it twice. That can only concern the rows the
+      killed worker had claimed: a send job claims one window at a time
+      (``SMS_CONCURRENCY`` + ``WRITE_BACK_EVERY``, :mod:`scheduler.jobs`), the
+      rest of its batch stays ``queued`` and goes again within about a minute
+      (:func:`scheduler.queue.requeue_abandoned`); a warm shutdown (SIGTERM)
+      finishes the batch first, and a worker restarted between batches leaves
+      no ``sending`` row behind.
       ``SEND_JOB_TIMEOUT`` must stay well below ``SENDING_TIMEOUT``: a job
       still legitimately running is never taken for a dead one.
     * ``queued`` for longer than ``QUEUED_TIMEOUT`` (default 5 min): its job
@@ -162,7 +168,6 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
     """
     config = current_app.config
     now = require_aware(now or utcnow())
-    table = Message.__table__
     stale_before = now - timedelta(seconds=config["SENDING_TIMEOUT"])
     stale = db.session.scalars(
         _lock_for_dispatch(
@@ -176,15 +181,37 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
     db.session.commit()
 
     lost_before = now - timedelta(seconds=config["QUEUED_TIMEOUT"])
+    lost = requeue_queued(lost_before, now)
+    inbound = _requeue_unhandled_inbound(now, lost_before)
+    if stale or lost or inbound:
+        log.warning(
+            "reconcile: %d stale sending rescheduled, %d lost queued re-queued, "
+            "%d inbound SMS re-queued",
+            len(stale),
+            lost,
+            inbound,
+        )
+    return {"rescheduled": len(stale), "requeued": lost, "inbound_requeued": inbound}
+
+
+def requeue_queued(before: datetime, now: datetime | None = None) -> int:
+    """New send jobs for the rows ``queued`` since before ``before`` (their job is lost).
+
+    Safe whatever still holds them: a send job claims only rows still
+    ``queued``, so of two jobs with the same ids one sends, the other finds
+    nothing. ``queued_at`` restarts the clock, so the same rows are not
+    re-queued on every reconcile. Returns how many rows were queued again.
+    """
+    now = require_aware(now or utcnow())
+    table = Message.__table__
     lost = db.session.execute(
         _lock_for_dispatch(
             select(table.c.id, table.c.organisation_id, table.c.channel)
-            .where(table.c.status == S.QUEUED, table.c.queued_at < lost_before)
-            .limit(config["DISPATCH_LIMIT"])
+            .where(table.c.status == S.QUEUED, table.c.queued_at < require_aware(before))
+            .limit(current_app.config["DISPATCH_LIMIT"])
         )
     ).all()
     if lost:
-        # queued_at restarts the clock, so the same rows are not re-queued every minute.
         db.session.execute(
             update(table)
             .where(table.c.id.in_([r.id for r in lost]), table.c.status == S.QUEUED)
@@ -192,16 +219,7 @@ def reconcile_stale(now: datetime | None = None) -> dict[str, int]:
         )
     db.session.commit()
     _enqueue_send_jobs(lost)
-    inbound = _requeue_unhandled_inbound(now, lost_before)
-    if stale or lost or inbound:
-        log.warning(
-            "reconcile: %d stale sending rescheduled, %d lost queued re-queued, "
-            "%d inbound SMS re-queued",
-            len(stale),
-            len(lost),
-            inbound,
-        )
-    return {"rescheduled": len(stale), "requeued": len(lost), "inbound_requeued": inbound}
+    return len(lost)
 
 
 INBOUND_JOB = "webhooks.inbound.process_inbound_job"

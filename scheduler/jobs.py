@@ -2,20 +2,27 @@
 
 ``send_messages(message_ids)`` is an RQ job (plain ids in). Its steps:
 
-1. **Claim.** ``UPDATE messages SET status='sending', attempts=attempts+1
-   WHERE id IN (...) AND status='queued'`` (one statement, committed). Only
-   the rows this job claimed are sent: the same job run twice, or two jobs
-   holding the same ids (a re-queue after a lost job), send nothing twice.
+1. **Claim, only what is about to go.** ``UPDATE messages SET
+   status='sending', attempts=attempts+1 WHERE id IN (...) AND
+   status='queued'`` (committed), one slice of ``WRITE_BACK_EVERY`` ids
+   (default ``SMS_CONCURRENCY``) at a time, when the threads are ready to send
+   it (:func:`_send_all`): a job never has more than ``concurrency + chunk``
+   rows ``sending``; the rest of its batch stays ``queued``. Only the rows
+   this job claimed are sent: the same job run twice, or two jobs holding the
+   same ids (a re-queue after a lost job or a dead worker), send nothing twice.
 2. **Check, at send time** (planning normally did it earlier, but time passed):
    rdv cancelled, or moved since the message was planned -> ``cancelled``;
    rdv started -> ``skipped``; SMS to an opted-out usager -> ``skipped``; no
    consent for the channel -> ``skipped``; no recipient -> ``skipped``; SMS
    inside quiet hours -> back to ``scheduled`` for the morning. Rows that go
    nowhere get their claimed attempt back.
-3. **Send** concurrently in a thread pool (``SMS_CONCURRENCY``, default 32;
+3. **Send** concurrently in a thread pool (``SMS_CONCURRENCY``, default 128;
    ``EMAIL_CONCURRENCY``, default 8), each provider throttled by its own
    rate (:mod:`scheduler.throttle`, shared by all workers through Redis).
-   Threads touch no database: they get plain data and return outcomes.
+   Threads touch no database: they get plain data and return outcomes, and
+   never raise: an exception that is not a ``ProviderError`` (a Redis error
+   from the rate limiter, a bug) costs its own message one transient attempt,
+   never its neighbours their record (:func:`_deliver`).
 4. **Retry, fail over, fail.** The provider of an attempt follows from the
    attempt count: attempts 1..N go to the organisation's first SMS provider,
    N+1..2N to the second, and so on (``N = MAX_ATTEMPTS_PER_PROVIDER``,
@@ -27,12 +34,27 @@
    and an SMS that fails gets its email fallback
    (:func:`gateway.planning.plan_email_fallback`). Twilio's 21610 (the
    recipient sent STOP) also sets ``usager.sms_opted_out``.
-5. **Write back in bulk**: one transaction per batch, a handful of
-   statements whatever the batch size.
+5. **Write back in bulk**, every chunk of outcomes as they complete: one
+   transaction, a handful of statements whatever the chunk size.
 
-A job stops starting new sends once it has used 80 % of ``SEND_JOB_TIMEOUT``
-(rate limits can make a batch slow); what it did not start goes back to
-``scheduled`` for now, untouched, so RQ never kills a job mid-send.
+A job stops claiming and starting sends once it has used 80 % of
+``SEND_JOB_TIMEOUT`` (rate limits can make a batch slow); what it did not
+start goes back to ``scheduled`` for now, untouched, so RQ never kills a job
+mid-send.
+
+**A worker that dies** (SIGKILL, lost machine) leaves two kinds of rows, and
+the rule is that only the second waits:
+
+* its batch's rows still ``queued``: never handed to a provider. Its job's
+  lease runs out ``LEASE_SECONDS`` (30 s) after the death and the scheduler
+  has RQ run the job again (:func:`scheduler.queue.requeue_abandoned`, every
+  tick); that run claims them. Embedded mode: the queue dies with the process,
+  and the restarted scheduler queues them again at once
+  (:func:`scheduler.periodic.recover_embedded`).
+* its rows ``sending``: perhaps handed to the provider, at most one window.
+  They wait for a receipt (which finds them by our reference) or
+  ``SENDING_TIMEOUT``, then go again (:func:`scheduler.dispatch.reconcile_stale`):
+  the duplicate bound, never a blind resend.
 """
 
 from __future__ import annotations
@@ -47,15 +69,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import selectinload
 
 from gateway import events, metrics, waitlist
 from gateway.extensions import db
+from gateway.labels import SKIP_REASON_LABELS
 from gateway.models import CHANNEL_SMS, Message, Organisation, Rdv, Usager
 from gateway.planning import plan_email_fallback, quiet_hours
 from gateway.timeutil import utcnow
-from gateway.web import REASON_LABELS
 from providers import registry
 from providers import status as S
 from providers.base import (
@@ -123,9 +145,17 @@ def provider_for(app: Flask, channel: str, name: str):
                     provider = registry.email_provider(name, config, receipt_sink=sink)
             except ValueError as exc:
                 raise TransientProviderError(name, f"configuration: {exc}", "config") from exc
-            provider.observe = metrics.observe_send
+            provider.observe = _observe
             cache[key] = provider
     return provider
+
+
+def _observe(provider: str, channel: str, seconds: float, accepted: bool) -> None:
+    """The adapters' metrics hook; a metrics fault must not turn a sent message into an error."""
+    try:
+        metrics.observe_send(provider, channel, seconds, accepted)
+    except Exception:  # metrics must never cost a send
+        log.exception("metrics: observe_send failed")
 
 
 def provider_chain(app: Flask, org: Organisation, channel: str) -> list[str]:
@@ -152,7 +182,8 @@ class _Task:
 @dataclass
 class _Outcome:
     id: int
-    result: str  # "sent", "retry", "failed", "deferred"
+    # "sent", "retry", "failed", "deferred"; "unknown": may have left, stays ``sending``
+    result: str
     attempts: int
     provider: str | None = None
     send_result: SendResult | None = None
@@ -166,10 +197,67 @@ class _Outcome:
 def send_messages(message_ids: list[int]) -> dict[str, int]:
     """Send the ``queued`` messages among ``message_ids``; return counts by outcome."""
     app = current_app._get_current_object()
-    started = time.monotonic()
+    deadline = time.monotonic() + 0.8 * app.config["SEND_JOB_TIMEOUT"]
+    ids = list(dict.fromkeys(message_ids))
+    counts: dict[str, int] = {}
+    if not ids:
+        return counts
+    config = app.config
+    sms = db.session.scalar(
+        select(exists().where(Message.id.in_(ids), Message.channel == CHANNEL_SMS))
+    )
+    concurrency = int(config["SMS_CONCURRENCY"] if sms else config["EMAIL_CONCURRENCY"])
+    chunk = max(1, int(config.get("WRITE_BACK_EVERY") or concurrency))
+    if len(ids) == 1:
+        concurrency = 1  # no thread hand-off for a lone message
+    left: list[int] = []
+    claims = _claims(app, ids, chunk, deadline, counts, left)
+    for outcomes in _send_all(app, claims, concurrency, chunk, deadline):
+        _write_back(outcomes, counts)
+        db.session.commit()
+    if left:
+        # The deadline came first: what this job never claimed goes back to the
+        # dispatcher now (a row another job claimed meanwhile is not touched).
+        now = utcnow()
+        deferred = bulk_reschedule(
+            left,
+            now,
+            at=now,
+            from_statuses=(S.QUEUED,),
+            details=dict.fromkeys(left, "lot trop long : renvoyé au prochain passage"),
+        )
+        _count(counts, "deferred", len(deferred))
+        db.session.commit()
+    log.info("send job: %d ids, %s", len(ids), counts)
+    return counts
+
+
+def _claims(
+    app: Flask,
+    ids: list[int],
+    size: int,
+    deadline: float,
+    counts: dict[str, int],
+    left: list[int],
+) -> Iterator[list[_Task]]:
+    """Claim ``ids`` ``size`` at a time; yield each slice's tasks (those still to send).
+
+    A slice is claimed only when the caller asks for it, that is when the
+    threads are ready to send it (:func:`_send_all`). Past ``deadline`` nothing
+    more is claimed: the rest goes to ``left``.
+    """
+    for start in range(0, len(ids), size):
+        if time.monotonic() > deadline:
+            left.extend(ids[start:])
+            return
+        yield _claim(app, ids[start : start + size], counts)
+
+
+def _claim(app: Flask, ids: list[int], counts: dict[str, int]) -> list[_Task]:
+    """Claim the rows of ``ids`` still ``queued`` (committed), check them at send time."""
     now = utcnow()
     claimed = bulk_transition(
-        message_ids,
+        ids,
         S.SENDING,
         at=now,
         from_statuses=(S.QUEUED,),
@@ -177,7 +265,7 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     )
     db.session.commit()
     if not claimed:
-        return {}
+        return []
     messages = db.session.scalars(
         select(Message)
         .where(Message.id.in_(claimed))
@@ -188,16 +276,9 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
         )
         .order_by(Message.id)
     ).all()
-    counts: dict[str, int] = {}
     tasks = _check_at_send_time(app, messages, now, counts)
     db.session.commit()
-    if tasks:
-        deadline = started + 0.8 * app.config["SEND_JOB_TIMEOUT"]
-        for outcomes in _send_all(app, tasks, deadline):
-            _write_back(outcomes, counts)
-            db.session.commit()
-    log.info("send job: %d claimed of %d, %s", len(claimed), len(message_ids), counts)
-    return counts
+    return tasks
 
 
 def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
@@ -285,13 +366,13 @@ def no_show_loop_verdict(message: Message, org: Organisation, now: datetime):
     organisation says so, only to a usager with a past no-show. An offer goes
     only while its slot is still free, far enough ahead and not yet taken.
     Returns None or ``(status, reason)`` with a reason of
-    :data:`gateway.web.REASON_LABELS`.
+    :data:`gateway.labels.SKIP_REASON_LABELS`.
     """
     if message.kind == "second_reminder" and message.rdv is not None:
         if message.rdv.confirmed_at is not None:
-            return S.SKIPPED, REASON_LABELS["confirmed"]
+            return S.SKIPPED, SKIP_REASON_LABELS["confirmed_by_oui"]
         if org.second_reminder_noshow_only and not waitlist.past_noshows(message.usager_id, now):
-            return S.SKIPPED, REASON_LABELS["no_past_noshow"]
+            return S.SKIPPED, SKIP_REASON_LABELS["no_past_noshow"]
     if message.kind == "waitlist_offer":
         return waitlist.offer_send_verdict(message, org, now)
     return None
@@ -361,41 +442,44 @@ def _pool(size: int) -> ThreadPoolExecutor:
         return pool
 
 
-def _send_all(app: Flask, tasks: list[_Task], deadline: float) -> Iterator[list[_Outcome]]:
-    """Send the tasks concurrently; yield their outcomes in chunks, as they complete.
+def _send_all(
+    app: Flask,
+    claims: Iterator[list[_Task]],
+    concurrency: int,
+    chunk: int,
+    deadline: float,
+) -> Iterator[list[_Outcome]]:
+    """Send what ``claims`` gives, concurrently; yield the outcomes in chunks, as they complete.
 
-    The caller writes each chunk back and commits before asking for the next,
-    and at most ``concurrency + chunk`` tasks are ever submitted but not yet
-    written back. That window bounds what a worker killed mid-batch can leave
-    sent-but-unrecorded (then sent again after ``SENDING_TIMEOUT``), whatever
-    the batch size: large batches stay cheap to claim without widening it.
+    The caller writes each chunk back and commits before asking for the next.
+    A new slice is claimed only when it fits, with the sends in flight and the
+    outcomes not yet written back, in ``concurrency + chunk``: no job ever has
+    more rows ``sending`` than that window, whatever the batch size. It bounds
+    both what a worker killed mid-batch may have handed to a provider without
+    recording it (sent again after ``SENDING_TIMEOUT``) and what it leaves
+    ``sending`` at all: the rest of its batch is still ``queued``.
     """
-    config = app.config
-    sms = any(t.channel == CHANNEL_SMS for t in tasks)
-    concurrency = int(config["SMS_CONCURRENCY"] if sms else config["EMAIL_CONCURRENCY"])
-    per_provider = max(1, int(config["MAX_ATTEMPTS_PER_PROVIDER"]))
-    chunk = max(1, int(config.get("WRITE_BACK_EVERY") or concurrency))
+    per_provider = max(1, int(app.config["MAX_ATTEMPTS_PER_PROVIDER"]))
 
     def run(task: _Task) -> _Outcome:
         return _deliver(app, task, per_provider, deadline)
 
-    if concurrency <= 1 or len(tasks) == 1:
-        for start in range(0, len(tasks), chunk):
-            yield [run(t) for t in tasks[start : start + chunk]]
+    if concurrency <= 1:
+        for tasks in claims:
+            if tasks:
+                yield [run(t) for t in tasks]
         return
     pool = _pool(concurrency)
-    window = concurrency + chunk
-    todo = iter(tasks)
     running: set = set()
     done: list[_Outcome] = []
     exhausted = False
     while True:
-        while not exhausted and len(running) + len(done) < window:
-            task = next(todo, None)
-            if task is None:
+        while not exhausted and len(running) + len(done) <= concurrency:
+            tasks = next(claims, None)
+            if tasks is None:
                 exhausted = True
             else:
-                running.add(pool.submit(run, task))
+                running.update(pool.submit(run, task) for task in tasks)
         if not running:
             break
         finished, running = wait(running, return_when=FIRST_COMPLETED)
@@ -408,7 +492,17 @@ def _send_all(app: Flask, tasks: list[_Task], deadline: float) -> Iterator[list[
 
 
 def _deliver(app: Flask, task: _Task, per_provider: int, deadline: float) -> _Outcome:
-    """Send one message, failing over along the chain; no database access here."""
+    """Send one message, failing over along the chain; no database access here.
+
+    Never raises, so that one message's fault never costs its neighbours their
+    record. An exception that is not a ``ProviderError`` before the provider is
+    called (a Redis error from the rate limiter, a bug in building the adapter)
+    is a transient error of that attempt: nothing left, so the message is
+    retried like any transient failure, its attempt counted. Past the call,
+    the adapters turn every failure into a ``ProviderError``; should one break
+    that contract, the message may have left: it stays ``sending`` ("unknown")
+    for the reconciler's ``SENDING_TIMEOUT``, never blindly sent again.
+    """
     attempts = task.attempts
     last_error: ProviderError | None = None
     while True:
@@ -425,29 +519,46 @@ def _deliver(app: Flask, task: _Task, per_provider: int, deadline: float) -> _Ou
         try:
             provider = provider_for(app, task.channel, name)
             rate_limiter(app, name).acquire()
-            if task.channel == CHANNEL_SMS:
-                result = provider.send_sms(task.outbound)
-            else:
-                result = provider.send_email(task.outbound)
         except ProviderError as exc:
-            last_error = exc
-            if not exc.transient:
-                return _Outcome(task.id, "failed", attempts, provider=name, error=exc)
-            next_index = attempts // per_provider
-            if next_index >= len(task.chain):
-                return _Outcome(task.id, "failed", attempts, provider=name, error=exc)
-            if next_index != index:
-                attempts += 1  # fail over to the next provider now
-                continue
-            return _Outcome(
-                task.id,
-                "retry",
-                attempts,
-                provider=name,
-                error=exc,
-                backoff_step=attempts - index * per_provider,
+            error = exc
+        except Exception as exc:  # not handed over: a transient failure
+            log.exception("message %s: error before the call to %s", task.id, name)
+            error = TransientProviderError(
+                name, f"erreur interne avant l'envoi ({type(exc).__name__}: {exc})", "internal"
             )
-        return _Outcome(task.id, "sent", attempts, provider=name, send_result=result)
+        else:
+            try:
+                if task.channel == CHANNEL_SMS:
+                    result = provider.send_sms(task.outbound)
+                else:
+                    result = provider.send_email(task.outbound)
+            except ProviderError as exc:
+                error = exc
+            except Exception as exc:  # the adapter broke its contract
+                log.exception("message %s: %s raised outside the error contract", task.id, name)
+                error = TransientProviderError(
+                    name, f"issue inconnue de l'envoi ({type(exc).__name__}: {exc})", "unknown"
+                )
+                return _Outcome(task.id, "unknown", attempts, provider=name, error=error)
+            else:
+                return _Outcome(task.id, "sent", attempts, provider=name, send_result=result)
+        last_error = error
+        if not error.transient:
+            return _Outcome(task.id, "failed", attempts, provider=name, error=error)
+        next_index = attempts // per_provider
+        if next_index >= len(task.chain):
+            return _Outcome(task.id, "failed", attempts, provider=name, error=error)
+        if next_index != index:
+            attempts += 1  # fail over to the next provider now
+            continue
+        return _Outcome(
+            task.id,
+            "retry",
+            attempts,
+            provider=name,
+            error=error,
+            backoff_step=attempts - index * per_provider,
+        )
 
 
 def backoff(step: int, base: float, cap: float) -> timedelta:

@@ -16,6 +16,18 @@ and applies back-pressure: it stops queueing when ``DISPATCH_MAX_PENDING_JOBS``
 jobs already wait, so a backlog stays in the database, where it is safe, rather
 than in Redis. Several schedulers at once are safe (row claims, see
 :mod:`scheduler.dispatch`), they only add database work.
+
+Dead workers, the rule (:mod:`scheduler.jobs`): what a dead worker never
+handed to a provider goes again within about a minute; what it may have
+handed over waits for a receipt or ``SENDING_TIMEOUT``. Every tick asks RQ
+for the jobs whose lease ran out (their worker stopped renewing it
+``LEASE_SECONDS`` ago) and has them run again
+(:func:`scheduler.queue.requeue_abandoned`); a run again claims only the rows
+still ``queued``. In embedded mode the worker dies with this loop's process,
+so the loop starts by queueing again what an earlier process left ``queued``
+(:func:`recover_embedded`). The reconcile, every minute, stays the backstop
+for everything else: ``sending`` rows past ``SENDING_TIMEOUT``, jobs lost with
+Redis (``queued`` past ``QUEUED_TIMEOUT``), jobs out of retries.
 """
 
 from __future__ import annotations
@@ -23,33 +35,43 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 
 from flask import Flask
 
 from gateway.extensions import db
+from gateway.timeutil import utcnow
 from gateway.waitlist import dispatch_freed_slots
 
-from .dispatch import dispatch_due, reconcile_stale
-from .queue import embedded_queue, enqueue, pending_jobs
+from .dispatch import dispatch_due, reconcile_stale, requeue_queued
+from .queue import embedded_queue, enqueue, pending_jobs, requeue_abandoned
 from .webhook_delivery import dispatch_webhooks, reconcile_webhooks
 
 log = logging.getLogger(__name__)
 
 
-def tick(app: Flask, reconcile: bool = False) -> dict[str, int]:
-    """One round: dispatch until the backlog is empty or the queue is full; maybe reconcile."""
+def tick(app: Flask, reconcile: bool = False, now: datetime | None = None) -> dict[str, int]:
+    """One round: maybe reconcile, queue again the jobs of dead workers, then dispatch
+    until the backlog is empty or the queue is full.
+
+    ``now`` (default: the clock) is for tests that play the scheduler at a
+    later time; production passes nothing.
+    """
     done = {"queued": 0}
     limit = app.config["DISPATCH_LIMIT"]
     max_pending = app.config["DISPATCH_MAX_PENDING_JOBS"]
     with app.app_context():
         try:
             if reconcile:
-                done.update(reconcile_stale())
+                done.update(reconcile_stale(now))
                 reclaimed = reconcile_webhooks()
                 if reclaimed:
                     done["webhooks_reclaimed"] = reclaimed
+            abandoned = requeue_abandoned(app, now)
+            if abandoned:
+                done["abandoned"] = abandoned
             while pending_jobs(app) < max_pending:
-                count = dispatch_due(limit=limit)
+                count = dispatch_due(now, limit=limit)
                 done["queued"] += count
                 if count < limit:
                     break
@@ -62,6 +84,28 @@ def tick(app: Flask, reconcile: bool = False) -> dict[str, int]:
         finally:
             db.session.remove()
     return done
+
+
+def recover_embedded(app: Flask) -> int:
+    """Embedded mode, at start: queue again every row an earlier process left ``queued``.
+
+    The embedded queue lives and dies with its process, worker thread included:
+    a row ``queued`` before this process queued anything has no job any more
+    (the embedded equivalent of a dead RQ worker's job), so it goes now instead
+    of after ``QUEUED_TIMEOUT``. Rows left ``sending`` wait for
+    ``SENDING_TIMEOUT`` as on RQ: they may have reached the provider. Returns
+    how many rows were queued again.
+    """
+    if app.config.get("REDIS_URL"):
+        return 0
+    with app.app_context():
+        try:
+            count = requeue_queued(utcnow())
+        finally:
+            db.session.remove()
+    if count:
+        log.warning("embedded: %d message(s) left queued by an earlier process queued again", count)
+    return count
 
 
 def run_forever(app: Flask, stop: threading.Event | None = None) -> None:
@@ -78,6 +122,10 @@ def run_forever(app: Flask, stop: threading.Event | None = None) -> None:
     retention_every = float(app.config.get("RETENTION_INTERVAL", 3600.0))
     last_retention = time.monotonic()
     log.info("scheduler: dispatch every %.1f s, reconcile every %.0f s", interval, reconcile_every)
+    try:
+        recover_embedded(app)
+    except Exception:  # the database may be starting: the reconcile will catch up
+        log.exception("embedded recovery failed")
     while not stop.is_set():
         now = time.monotonic()
         reconcile = now - last_reconcile >= reconcile_every

@@ -22,6 +22,7 @@ import logging
 import queue as _queue
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from flask import Flask, current_app
 
@@ -114,22 +115,27 @@ def enqueue_on(app: Flask, func_path: str, *args, **kwargs) -> None:
         embedded_queue(app).put(func_path, args, kwargs)
 
 
-def enqueue_many(func_path: str, args_list: list[tuple], job_timeout: int | None = None) -> int:
+def enqueue_many(
+    func_path: str, args_list: list[tuple], job_timeout: int | None = None, retries: int = 0
+) -> int:
     """Queue one job per argument tuple, in one Redis round trip; returns how many.
 
-    ``job_timeout`` (seconds) only matters on RQ, where a job running longer is
-    stopped; the embedded worker has no timeout.
+    ``job_timeout`` (seconds) and ``retries`` only matter on RQ: a job running
+    longer is stopped; a job that fails, or whose worker died under it (see
+    :func:`requeue_abandoned`), is queued again up to ``retries`` times. The
+    embedded worker has neither (its jobs die with the process that runs them).
     """
     app = current_app._get_current_object()
     if not args_list:
         return 0
     if app.config.get("REDIS_URL"):
-        from rq import Queue
+        from rq import Queue, Retry
 
         q = rq_queue(app)
+        retry = Retry(max=retries) if retries else None
         q.enqueue_many(
             [
-                Queue.prepare_data(func_path, args=tuple(args), timeout=job_timeout)
+                Queue.prepare_data(func_path, args=tuple(args), timeout=job_timeout, retry=retry)
                 for args in args_list
             ]
         )
@@ -147,9 +153,17 @@ def pending_jobs(app: Flask) -> int:
     return embedded_queue(app).jobs.qsize()
 
 
+# A running job's lease in RQ's registry of started jobs: renewed every
+# HEARTBEAT_SECONDS while its worker lives, so that LEASE_SECONDS after a worker
+# dies (SIGKILL, lost machine) its job counts as abandoned (requeue_abandoned).
+HEARTBEAT_SECONDS = 10
+LEASE_SECONDS = 30
+
+
 def worker_class():
     """The RQ worker class of ``gateway worker`` (imported lazily: RQ is optional in tests)."""
     from rq import SimpleWorker
+    from rq.worker import WorkerStatus
 
     class LapinWorker(SimpleWorker):
         """An RQ ``SimpleWorker`` that runs each job in a fresh app context.
@@ -164,15 +178,48 @@ def worker_class():
         takes the worker down (the process manager restarts it, and
         :func:`scheduler.dispatch.reconcile_stale` recovers its rows); a job
         over its timeout is interrupted in the main thread by RQ's alarm.
+
+        Liveness: RQ's ``SimpleWorker`` registers a running job for its whole
+        timeout plus a minute and never renews it, so a killed worker's job
+        would look alive for ``SEND_JOB_TIMEOUT`` + 60 s. Here a thread renews
+        the job's lease (RQ's own execution heartbeat) every
+        ``HEARTBEAT_SECONDS`` for ``LEASE_SECONDS``: a job whose lease ran out
+        has lost its worker.
         """
 
         flask_app: Flask | None = None
+        heartbeat_seconds: float = HEARTBEAT_SECONDS
+        lease_seconds: int = LEASE_SECONDS
+
+        def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+            return self.lease_seconds
 
         def execute_job(self, job, queue):
             assert self.flask_app is not None, "LapinWorker.flask_app must be set"
             # A fresh context per job: a new session, removed at teardown.
             with self.flask_app.app_context():
-                return super().execute_job(job, queue)
+                execution = self.prepare_execution(job)
+                stop = threading.Event()
+                beat = threading.Thread(
+                    target=self._renew_lease,
+                    args=(job, execution, stop),
+                    name="lapin-job-lease",
+                    daemon=True,
+                )
+                beat.start()
+                try:
+                    self.perform_job(job, queue, execution)
+                finally:
+                    stop.set()
+                    beat.join()
+                self.set_state(WorkerStatus.IDLE)
+
+        def _renew_lease(self, job, execution, stop: threading.Event) -> None:
+            while not stop.wait(self.heartbeat_seconds):
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except Exception:  # Redis away for a moment: the next beat retries
+                    log.warning("job %s: lease not renewed", job.id, exc_info=True)
 
     return LapinWorker
 
@@ -184,6 +231,34 @@ def make_worker(app: Flask, **kwargs):
     worker = cls([q], connection=q.connection, **kwargs)
     worker.flask_app = app
     return worker
+
+
+def requeue_abandoned(app: Flask, now: datetime | None = None) -> int:
+    """Queue again the jobs whose worker died under them; returns how many were abandoned.
+
+    RQ only: a running job whose lease (:data:`LEASE_SECONDS`) has run out at
+    ``now`` lost its worker. RQ's own clean-up of its registry of started jobs
+    then queues it again while it has retries left (the send jobs have
+    ``SEND_JOB_RETRIES``), else records it failed. Run by the scheduler on
+    every tick, so a dead worker's jobs go again within ``LEASE_SECONDS`` plus
+    one tick. A send job run again claims only the rows still ``queued``
+    (:mod:`scheduler.jobs`), so it never sends what its first run handed over.
+
+    The embedded queue has no equivalent to do: its worker is a thread of the
+    process that holds the queue, and they die together (a lost job, see
+    :func:`scheduler.dispatch.reconcile_stale`).
+    """
+    if not app.config.get("REDIS_URL"):
+        return 0
+    registry = rq_queue(app).started_job_registry
+    at = now.timestamp() if now is not None else None
+    abandoned = registry.get_expired_job_ids(at)
+    if abandoned:
+        registry.cleanup(at)
+        log.warning(
+            "%d job(s) abandoned by a dead worker queued again: %s", len(abandoned), abandoned
+        )
+    return len(abandoned)
 
 
 def run_pending(app: Flask, limit: int = 10_000) -> int:

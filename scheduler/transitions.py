@@ -151,9 +151,20 @@ def bulk_transition(
 
 
 def bulk_reschedule(
-    ids, send_at: datetime, *, at: datetime, details: dict[int, str] | None = None, **values
+    ids,
+    send_at: datetime,
+    *,
+    at: datetime,
+    details: dict[int, str] | None = None,
+    from_statuses=_RESCHEDULABLE,
+    **values,
 ) -> list[int]:
-    """:func:`reschedule` for many rows at once (the send job's retries); returns the moved ids."""
+    """:func:`reschedule` for many rows at once (the send job's retries); returns the moved ids.
+
+    ``from_statuses`` narrows the rows taken (e.g. the send job hands back only
+    the ``queued`` rows it never claimed).
+    """
+    sources = tuple(s for s in from_statuses if s in _RESCHEDULABLE)
     from sqlalchemy import insert, update
 
     ids = list(ids)
@@ -165,7 +176,7 @@ def bulk_reschedule(
         chunk = ids[start : start + 1000]
         result = db.session.execute(
             update(table)
-            .where(table.c.id.in_(chunk), table.c.status.in_(tuple(_RESCHEDULABLE)))
+            .where(table.c.id.in_(chunk), table.c.status.in_(sources))
             .values(status=S.SCHEDULED, status_changed_at=at, send_at=send_at, **values)
             .returning(table.c.id)
         )

@@ -8,7 +8,11 @@ the simulator is among the configured providers.
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask
+
+log = logging.getLogger(__name__)
 
 
 def init_app(app: Flask) -> None:
@@ -25,3 +29,10 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(links.bp)
     if simulator.enabled(app):
         app.register_blueprint(simulator.bp)
+    settings = app.config.get("PROVIDER_SETTINGS") or {}
+    if app.config.get("VONAGE_UNSIGNED_WEBHOOKS") and not settings.get("VONAGE_SIGNATURE_SECRET"):
+        log.warning(
+            "VONAGE_UNSIGNED_WEBHOOKS=accept: unsigned Vonage webhooks are accepted, so anyone "
+            "who can reach /webhooks/vonage/ can cancel rdvs and opt numbers out; "
+            "set VONAGE_SIGNATURE_SECRET instead"
+        )

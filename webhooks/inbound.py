@@ -9,7 +9,9 @@ UPDATE) so that it is acted on once even if the job runs twice.
 Matching (SPEC section 2, SMS replies): the usager by phone number (E.164),
 the rdv of the most recent SMS we sent to that number within 7 days, else
 the usager's next upcoming rdv. Keywords are compared after trimming and
-folding accents, case and punctuation (:func:`fold`).
+folding accents, case and punctuation (:func:`fold`); a longer message counts
+as a keyword only when it is a clear request that starts with it, without
+negation or question (:func:`keyword`).
 
 Every answer is a new :class:`~gateway.models.Message` (kind ``reply``,
 channel ``sms``, due now: quiet hours do not apply to an answer) made by
@@ -33,6 +35,7 @@ from gateway import events, metrics
 from gateway.booking import cancel
 from gateway.errors import DomainError
 from gateway.extensions import db
+from gateway.labels import SKIP_REASON_LABELS
 from gateway.models import (
     CHANNEL_SMS,
     RDV_UNKNOWN,
@@ -74,7 +77,8 @@ KEYWORDS = {
     "START": START,
 }
 
-# InboundSms.action values.
+# InboundSms.action values (their French labels: gateway.labels.INBOUND_ACTION_LABELS).
+ACTION_PROCESSING = "processing"  # claimed by a job, being acted on
 ACTION_CANCELLED = "cancelled"
 ACTION_ALREADY_CANCELLED = "already_cancelled"
 ACTION_TOO_LATE = "too_late"
@@ -98,9 +102,132 @@ def fold(text: str) -> str:
     return " ".join(re.sub(r"[^A-Za-z0-9]+", " ", plain).upper().split())
 
 
+# Words that may begin a keyword sentence: "ANNULEZ svp", "je confirme", "arrêtez".
+LEADS = {
+    **{word: kind for word, kind in KEYWORDS.items() if " " not in word},
+    "ANNULEZ": CANCEL,
+    "CONFIRME": CONFIRM,
+    "ARRETER": STOP,
+    "ARRETEZ": STOP,
+}
+# What may come before the keyword (folded words, longest first): greetings and polite
+# openers. "Je dois annuler" is a request; "dois-je annuler" is not (DOIS starts it).
+OPENERS = sorted(
+    (
+        tuple(phrase.split())
+        for phrase in (
+            "BONJOUR",
+            "BONSOIR",
+            "SALUT",
+            "MADAME",
+            "MONSIEUR",
+            "SVP",
+            "STP",
+            "S IL VOUS PLAIT",
+            "MERCI D",
+            "MERCI DE",
+            "MERCI DE BIEN VOULOIR",
+            "VEUILLEZ",
+            "JE",
+            "J",
+            "JE SOUHAITE",
+            "JE SOUHAITERAIS",
+            "JE VOUDRAIS",
+            "JE VEUX",
+            "JE DESIRE",
+            "JE DESIRERAIS",
+            "J AIMERAIS",
+            "JE DOIS",
+            "JE PREFERE",
+            "JE PREFERERAIS",
+        )
+    ),
+    key=len,
+    reverse=True,
+)
+# A negation in the keyword's clause ("j'annule pas", "annuler je ne sais pas").
+NEGATIONS = frozenset({"NE", "N", "PAS", "JAMAIS", "NI"})
+# Anywhere after the keyword, a doubt, a condition, a change of mind or a wish to move:
+# the agent reads it ("annuler ou décaler", "oui mais en retard", "annuler, non finalement").
+DOUBTS = frozenset(
+    {
+        "NON",
+        "FINALEMENT",
+        "MAIS",
+        "SI",
+        "PEUT",
+        "POSSIBLE",
+        "OU",
+        "COMMENT",
+        "POURQUOI",
+        "QUAND",
+        "FAUT",
+        "DEPLACER",
+        "DECALER",
+        "REPORTER",
+        "CHANGER",
+        "MODIFIER",
+    }
+)
+# Clause boundaries for the negation rule (the apostrophe of "n'annule" is not one).
+_CLAUSES = re.compile(r"[,.;:!\n]+")
+
+
 def keyword(text: str) -> str | None:
-    """The keyword an SMS body is (CANCEL, CONFIRM, STOP, START), or None for free text."""
-    return KEYWORDS.get(fold(text))
+    """The keyword an SMS body is (CANCEL, CONFIRM, STOP, START), or None for free text.
+
+    A keyword alone (after folding, :data:`KEYWORDS`) always counts. A longer
+    message counts only when it is a clear request (issue 14), else it is free
+    text, forwarded to the agent who reads it:
+
+    - the keyword starts it, after greetings and polite openers
+      (:data:`OPENERS`: "Bonjour, je souhaite annuler", "Merci d'annuler",
+      "Stop svp", "Oui merci");
+    - it asks nothing: no ``?`` anywhere ("annuler ?", "faut-il annuler" does
+      not start with the keyword anyway);
+    - it names no other keyword's kind ("oui, annuler");
+    - for ANNULER and OUI, whose mistake costs an rdv: no negation in the
+      keyword's clause ("j'annule pas"; "Annuler, je ne pourrai pas venir" is
+      clear) and no doubt, condition or wish to move after it (:data:`DOUBTS`).
+      STOP and START are honoured whatever follows ("Stop, je ne veux plus
+      de SMS").
+    """
+    if "?" in text or "\uff1f" in text:
+        return None
+    folded = fold(text)
+    if folded in KEYWORDS:
+        return KEYWORDS[folded]
+    words: list[tuple[str, int]] = [
+        (word, clause)
+        for clause, part in enumerate(_CLAUSES.split(text or ""))
+        for word in fold(part).split()
+    ]
+    start = _after_openers([w for w, _ in words])
+    if start >= len(words) or words[start][0] not in LEADS:
+        return None
+    kind = LEADS[words[start][0]]
+    rest = words[start + 1 :]
+    if any(LEADS.get(word, kind) != kind for word, _ in rest):
+        return None
+    if kind in (CANCEL, CONFIRM):
+        clause = words[start][1]
+        if any(word in NEGATIONS for word, c in words if c == clause):
+            return None
+        if any(word in DOUBTS for word, _ in rest):
+            return None
+    return kind
+
+
+def _after_openers(words: list[str]) -> int:
+    """The index of the first word after the greetings and polite openers."""
+    i = 0
+    while True:
+        for opener in OPENERS:
+            if tuple(words[i : i + len(opener)]) == opener:
+                i += len(opener)
+                break
+        else:
+            return i
 
 
 def _e164(number: str) -> str:
@@ -181,7 +308,7 @@ def process_inbound(inbound_id: int, now: datetime | None = None) -> str | None:
         if row is None:
             db.session.rollback()
             return None
-    elif not _claim([row.id], "processing"):
+    elif not _claim([row.id], ACTION_PROCESSING):
         db.session.rollback()
         return None
     action = _act(row, now)
@@ -327,7 +454,7 @@ def _cancel(rdv: Rdv, phone: str, now: datetime) -> tuple[str, str]:
         )
     ).all()
     for message in duplicates:
-        transition(message, S.SKIPPED, at=now, detail="remplacé par la réponse au SMS ANNULER")
+        transition(message, S.SKIPPED, at=now, detail=SKIP_REASON_LABELS["replaced_by_reply"])
     return ACTION_CANCELLED, "cancelled"
 
 

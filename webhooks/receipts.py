@@ -21,6 +21,14 @@ callback URL as ``ref`` and in Vonage's ``client-ref``), so that a receipt
 arriving before the worker recorded the provider's id still finds its
 message; else by (provider, provider message id).
 
+A receipt only touches a message sent through the provider it comes from
+(:func:`_from_its_provider`): one whose recorded provider is that provider,
+or one no provider has yet been recorded as accepting (no provider message
+id: the receipt beat the worker's write-back, or the worker died), of a
+channel that provider carries. A Vonage receipt naming a message Twilio
+accepted changes nothing: it is recorded unmatched (for audit) and answered
+like an unknown message, on the one-statement path as on the general one.
+
 Long Vonage SMS get one receipt per part. The message is ``delivered`` once
 every part has been reported delivered (the part count is the receipt's
 ``concat-total``, else the segment count Vonage answered at send time);
@@ -49,6 +57,7 @@ from gateway.models import (
 )
 from gateway.planning import plan_email_fallback
 from gateway.timeutil import utcnow
+from providers import registry
 from providers import status as S
 from providers.base import Receipt
 from scheduler.transitions import allowed_sources, transition
@@ -102,15 +111,32 @@ def our_id(receipt: Receipt) -> int | None:
     return None
 
 
+def channels_of(provider: str) -> list[str]:
+    """The channels a provider carries (``simulator``: both)."""
+    return [
+        channel
+        for channel, names in (("sms", registry.SMS_PROVIDERS), ("email", registry.EMAIL_PROVIDERS))
+        if provider in names
+    ]
+
+
+def _from_its_provider(receipt: Receipt):
+    """SQL condition: the message may be touched by this receipt (see the module doc)."""
+    return or_(
+        Message.provider == receipt.provider, Message.provider_message_id.is_(None)
+    ) & Message.channel.in_(channels_of(receipt.provider))
+
+
 def find_message(receipt: Receipt) -> Message | None:
     """The message a receipt is about: by our reference, else by provider id. Row-locked.
 
     Two receipts of one message applied at once must not both read the old status.
+    Only a message sent through the receipt's provider is found.
     """
     queries = []
     message_id = our_id(receipt)
     if message_id is not None:
-        queries.append(select(Message).where(Message.id == message_id))
+        queries.append(select(Message).where(Message.id == message_id, _from_its_provider(receipt)))
     if receipt.provider_message_id:
         queries.append(
             select(Message).where(
@@ -139,7 +165,10 @@ WITH listening AS (
     ) AS yes
 ), m AS (
     SELECT id, status = ANY(CAST(:sources AS varchar[])) AS moves
-    FROM messages WHERE id = CAST(:id AS integer) AND NOT (SELECT yes FROM listening) FOR UPDATE
+    FROM messages WHERE id = CAST(:id AS integer) AND NOT (SELECT yes FROM listening)
+      AND (provider = CAST(:provider AS varchar) OR provider_message_id IS NULL)
+      AND channel = ANY(CAST(:channels AS varchar[]))
+    FOR UPDATE
 ), updated AS (
     UPDATE messages SET
         status = CASE WHEN m.moves THEN CAST(:status AS varchar) ELSE messages.status END,
@@ -191,7 +220,8 @@ def _fast_path_applies(receipt: Receipt) -> bool:
 def _apply_fast(receipt: Receipt, now: datetime) -> bool | None:
     """The one-statement path; None when it does not apply (then: the general path).
 
-    That is when our reference matched no message, or when the status is one
+    That is when our reference matched no message sent through the receipt's
+    provider (the general path then records it unmatched), or when the status is one
     that webhooks report (:data:`gateway.events.REPORTED_STATUSES`) and the
     message's organisation has an endpoint for ``message.status_changed``:
     the event's JSON is built by the general path, in the same transaction
@@ -208,6 +238,7 @@ def _apply_fast(receipt: Receipt, now: datetime) -> bool | None:
         "now": now,
         "error_code": receipt.error_code,
         "provider": receipt.provider,
+        "channels": channels_of(receipt.provider),
         "pmid": receipt.provider_message_id,
         "raw_status": receipt.raw_status or None,
         "raw": dict(receipt.raw),
@@ -236,10 +267,11 @@ def apply_receipt(receipt: Receipt, now: datetime | None = None) -> bool:
     event = _new_event(receipt, now)
     if message is None:
         log.info(
-            "receipt from %s for unknown message %s (ref %s): recorded",
+            "receipt from %s for unknown message %s (ref %s, or not sent through %s): recorded",
             receipt.provider,
             receipt.provider_message_id,
             receipt.reference,
+            receipt.provider,
         )
         db.session.commit()
         return False

@@ -1,7 +1,9 @@
 """The provider webhooks of SPEC section 3: check, record, queue, answer.
 
-Each route checks the provider's signature (403 and nothing stored when it
-is missing or wrong), makes the data storable (NUL, lone surrogates: see
+Each route fails closed (:mod:`webhooks.signatures`): 404 when its provider
+is not configured, 403 and nothing stored when the signature is missing or
+wrong (or, for Vonage, when no signature secret is set and unsigned calls
+were not accepted explicitly). It then makes the data storable (NUL, lone surrogates: see
 :func:`gateway.web.storable`) and parses with the provider's own parser. A
 receipt is then stored and applied in one transaction; an inbound SMS is
 recorded and its work queued. A database that cannot be reached answers 503
@@ -50,9 +52,16 @@ def _ok() -> Response:
     return Response(status=204)
 
 
+def _configured(provider: str) -> None:
+    """404 when ``provider`` is not configured: its webhooks do not exist."""
+    if not signatures.configured(provider):
+        abort(404)
+
+
 @bp.post("/twilio/status")
 def twilio_status():
     """Twilio status callback; our message id comes back as ``ref`` in the URL."""
+    _configured("twilio")
     if not signatures.twilio_ok(request.form):
         abort(403)
     query, form = storable(request.args.to_dict()), storable(request.form.to_dict())
@@ -67,6 +76,7 @@ def twilio_status():
 def twilio_inbound():
     """Inbound SMS from Twilio. The TwiML answer is empty on purpose: our reply goes
     through the sending pipeline as a message row, so it is recorded like any other."""
+    _configured("twilio")
     if not signatures.twilio_ok(request.form):
         abort(403)
     try:
@@ -79,6 +89,7 @@ def twilio_inbound():
 @bp.route("/vonage/status", methods=["GET", "POST"])
 def vonage_status():
     """Vonage delivery receipt (one per part of a long SMS)."""
+    _configured("vonage")
     params = _vonage_params()
     if not signatures.vonage_ok(params):
         abort(403)
@@ -89,6 +100,7 @@ def vonage_status():
 @bp.route("/vonage/inbound", methods=["GET", "POST"])
 def vonage_inbound():
     """Inbound SMS from Vonage; parts of a long SMS are joined before acting."""
+    _configured("vonage")
     params = _vonage_params()
     if not signatures.vonage_ok(params):
         abort(403)

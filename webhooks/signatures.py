@@ -1,9 +1,22 @@
-"""Who may call the provider webhooks: each provider's signature, checked from config.
+"""Who may call the provider webhooks; every check fails closed.
 
-The checks themselves live in :mod:`providers` (the SDKs' own validators);
-this module only picks the settings and rebuilds the URL as the provider
-called it, from ``PUBLIC_BASE_URL`` (never from the request, which a proxy
-may have rewritten).
+1. A provider that is not configured has no webhooks: its routes answer 404
+   (:func:`configured`). Configured means its credentials are set (without
+   them the gateway cannot have sent anything through it) and it is named in
+   ``SMS_PROVIDERS`` or in an organisation's own provider list.
+2. The call must carry the provider's signature (403 otherwise). Twilio always
+   signs. Vonage signs when a signature secret is set in its dashboard and
+   here (``VONAGE_SIGNATURE_SECRET``); without one, unsigned calls are refused
+   unless the operator opted in with ``VONAGE_UNSIGNED_WEBHOOKS=accept``
+   (a warning at start; refused with ``GATEWAY_ENV=production``).
+
+The receipts' own rule (a receipt only touches messages sent through the
+provider it comes from) is in :mod:`webhooks.receipts`.
+
+The signature checks themselves live in :mod:`providers` (the SDKs' own
+validators); this module only picks the settings and rebuilds the URL as the
+provider called it, from ``PUBLIC_BASE_URL`` (never from the request, which a
+proxy may have rewritten).
 """
 
 from __future__ import annotations
@@ -12,17 +25,45 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, request
+from flask import Flask, current_app, request
+from sqlalchemy import select
 
+from gateway.extensions import db
+from gateway.models import Organisation
 from providers import twilio, vonage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_VONAGE_METHOD = "md5hash"
 
+# The settings without which a provider cannot have sent anything (providers.registry).
+CREDENTIALS = {
+    "twilio": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"),
+    "vonage": ("VONAGE_API_KEY", "VONAGE_API_SECRET"),
+}
+
 
 def _settings() -> Mapping[str, str]:
     return current_app.config.get("PROVIDER_SETTINGS") or {}
+
+
+def configured(name: str, app: Flask | None = None) -> bool:
+    """Whether provider ``name`` is configured: credentials set, and in use.
+
+    In use: named in ``SMS_PROVIDERS``, else in some organisation's
+    ``sms_providers`` (one small query, only for a provider the environment
+    does not list).
+    """
+    app = app or current_app
+    settings = app.config.get("PROVIDER_SETTINGS") or {}
+    if not all(str(settings.get(key) or "").strip() for key in CREDENTIALS[name]):
+        return False
+    if name in app.config.get("SMS_PROVIDERS", []):
+        return True
+    lists = db.session.scalars(
+        select(Organisation.sms_providers).where(Organisation.sms_providers.ilike(f"%{name}%"))
+    ).all()
+    return any(name in (p.strip().lower() for p in value.split(",")) for value in lists)
 
 
 def public_url() -> str:
@@ -50,13 +91,19 @@ def vonage_ok(params: Mapping[str, Any]) -> bool:
     """Whether a Vonage webhook is acceptable.
 
     With ``VONAGE_SIGNATURE_SECRET`` set, ``sig`` must be right and the
-    ``timestamp`` fresh (5 minutes); without it Vonage does not sign, so
-    there is nothing to check (SPEC section 3) — set it in production.
+    ``timestamp`` fresh (5 minutes). Without it Vonage does not sign, so
+    nothing proves who calls: refused, unless ``VONAGE_UNSIGNED_WEBHOOKS=accept``.
     """
     settings = _settings()
     secret = settings.get("VONAGE_SIGNATURE_SECRET")
     if not secret:
-        return True
+        if current_app.config.get("VONAGE_UNSIGNED_WEBHOOKS"):
+            return True
+        log.warning(
+            "Vonage webhook refused: VONAGE_SIGNATURE_SECRET is not set "
+            "(VONAGE_UNSIGNED_WEBHOOKS=accept would take unsigned calls)"
+        )
+        return False
     method = (settings.get("VONAGE_SIGNATURE_METHOD") or DEFAULT_VONAGE_METHOD).strip().lower()
     try:
         ok = vonage.check_signature(params, secret, method)

@@ -72,7 +72,7 @@ def test_values_after_a_known_sequence(app, app_config, client, world, receiver)
             "lapin_send_duration_seconds_count",
             {"provider": "simulator", "channel": "sms", "result": "accepted"},
         ),
-        "receipts": ("lapin_receipts_total", {"provider": "twilio", "status": "delivered"}),
+        "receipts": ("lapin_receipts_total", {"provider": "simulator", "status": "delivered"}),
         "inbound": ("lapin_inbound_sms_total", {"provider": "simulator"}),
         "webhooks": ("lapin_webhook_deliveries_total", {"outcome": "success"}),
         "webhooks_failed": ("lapin_webhook_deliveries_total", {"outcome": "http_error"}),
@@ -86,8 +86,9 @@ def test_values_after_a_known_sequence(app, app_config, client, world, receiver)
         assert dispatch_due() == 2  # the two confirmations
         run_pending(app)
         confirmation = next(m for m in first.messages if m.kind == "confirmation")
+        # From the provider that sent it: a receipt only touches its own provider's messages.
         apply_receipt(
-            Receipt("twilio", "SM1", str(confirmation.id), "delivered", S.DELIVERED, None, None)
+            Receipt("simulator", "SIM1", str(confirmation.id), "delivered", S.DELIVERED, None, None)
         )
         receive(InboundSms("simulator", "in-1", "+33611111111", "+33700000000", "OUI"))
         dispatch_webhooks()

@@ -44,7 +44,8 @@ from tests.factories import make_usager, make_world
 
 from ..webhooks.conftest import (
     NOW,
-    TWILIO_TOKEN,
+    TWILIO_CREDENTIALS,
+    VONAGE_CREDENTIALS,
     VONAGE_SECRET,
     book_at,
     mark_sent,
@@ -79,8 +80,10 @@ def proxied_config(app_config, proxy):
     app_config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
         app_config["SQLALCHEMY_DATABASE_URI"], 2
     )
+    app_config["SMS_PROVIDERS"] = ["simulator", "twilio", "vonage"]
     app_config["PROVIDER_SETTINGS"] = {
-        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        **TWILIO_CREDENTIALS,
+        **VONAGE_CREDENTIALS,
         "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
         "VONAGE_SIGNATURE_METHOD": "sha256",
     }

@@ -1,6 +1,7 @@
-"""Workers killed with SIGKILL during a 5 000-SMS burst.
+"""Workers killed with SIGKILL during a burst.
 
-None lost; duplicates counted and bounded.
+None lost; duplicates counted and bounded; a dead worker's unsent rows go
+again within about a minute, not after ``SENDING_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import pytest
 from gateway.timeutil import utcnow
 from providers import status as S
 from scheduler.dispatch import dispatch_due, reconcile_stale
-from scheduler.queue import pending_jobs
+from scheduler.periodic import tick
+from scheduler.queue import pending_jobs, rq_queue
 
 from ..fakes.twilio_server import FakeTwilio
 from .faults import (
@@ -70,7 +72,7 @@ def test_sigkill_during_a_burst_loses_nothing_and_duplicates_stay_bounded(
     can only be one the killed worker had sent but not yet recorded, so
     duplicates <= kills x (SMS_CONCURRENCY + write-back chunk), the window of
     sends a worker may have submitted but not written back, and rows
-    rescheduled <= kills x SEND_BATCH_SIZE (what a worker had claimed).
+    rescheduled (left ``sending``) <= that too: a job claims one window at a time.
     """
     ids = insert_due_sms(world, BURST, utcnow())
     kills = list(KILL_AT)
@@ -105,7 +107,9 @@ def test_sigkill_during_a_burst_loses_nothing_and_duplicates_stay_bounded(
             "requeued": before.get(S.QUEUED, 0),
             "inbound_requeued": 0,
         }
-        assert recovered["rescheduled"] <= len(KILL_AT) * PIPELINE["SEND_BATCH_SIZE"]
+        # Only the rows a worker had claimed, one window each: the rest of its batch was
+        # still queued (its job queued again by reconcile or by RQ's retry).
+        assert recovered["rescheduled"] <= len(KILL_AT) * WINDOW
         assert dispatch_due(now=later) == recovered["rescheduled"]
 
         for index in range(WORKERS):
@@ -133,3 +137,105 @@ def test_sigkill_during_a_burst_loses_nothing_and_duplicates_stay_bounded(
         f"({recovered['rescheduled']} sending, {recovered['requeued']} queued), "
         f"{len(duplicates)} duplicates"
     )
+
+
+# Production's timeouts: the test never waits for them, it plays the scheduler
+# at later instants (the clock rule of faults.py).
+PRODUCTION_TIMEOUTS = {
+    "SEND_BATCH_SIZE": 1000,
+    "SEND_JOB_TIMEOUT": 300,
+    "QUEUED_TIMEOUT": 300,
+    "SENDING_TIMEOUT": 600,
+}
+# "About a minute": how long a dead worker's never-sent rows may wait.
+RELEASE_BOUND = timedelta(seconds=60)
+
+
+@pytest.fixture
+def production_env(app_config, redis_url, fake):
+    env = configure(app_config, redis_url, fake, ["twilio"])
+    app_config.update(PRODUCTION_TIMEOUTS)
+    env.update({key: str(value) for key, value in PRODUCTION_TIMEOUTS.items()})
+    return env
+
+
+def test_a_killed_workers_unsent_rows_go_again_within_a_minute(
+    production_env, app, world, fake, tmp_path
+):
+    """2 000 due SMS in two jobs of 1 000 on two ``gateway worker`` processes, both
+    SIGKILLed after 500 POSTs (issue 11, defect 7: on main they left ~1 500 rows
+    ``sending`` until ``SENDING_TIMEOUT``, ten minutes).
+
+    The test then plays the scheduler at instants after the kill, 0, 10, ... 60 s
+    (``tick`` with ``now``; no worker runs meanwhile, so only the dead ones' leases
+    can run out) and measures the first at which the dead workers' rows go again.
+    Then the workers restart and send them. Counted: the release comes within
+    ``RELEASE_BOUND`` (the lease, ``LEASE_SECONDS``, plus a tick); what stays
+    ``sending`` until ``SENDING_TIMEOUT`` is only what a worker may have handed to
+    Twilio, at most its window (``SMS_CONCURRENCY`` + write-back chunk); after that
+    timeout every message is ``sent``, POSTed at most twice, and only those rows twice.
+    """
+    burst = 2_000
+    ids = insert_due_sms(world, burst, utcnow())
+    fake.delay = 0.05  # a provider's round trip: the kill lands mid-batch
+    with worker_pool(app, production_env, WORKERS, tmp_path) as pool:
+        pool.wait_ready()
+        assert dispatch_due(limit=burst) == burst  # two send jobs of 1 000
+        wait_for(lambda: len(fake.requests) >= 500, lambda: str(status_counts()), pool)
+        for index in range(WORKERS):
+            pool.kill(index)
+        killed_at = utcnow()
+        at_kill = status_counts()
+        unsent = burst - at_kill.get(S.SENT, 0)
+
+        released_after = None
+        for seconds in range(0, 70, 10):
+            done = tick(app, reconcile=True, now=killed_at + timedelta(seconds=seconds))
+            if done.get("abandoned") or done.get("rescheduled") or done.get("requeued"):
+                released_after = timedelta(seconds=seconds)
+                break
+        print(
+            f"\n{burst} SMS, {WORKERS} workers SIGKILLed after {len(fake.requests)} POSTs: "
+            f"{unsent} unsent ({at_kill}); released {released_after} after the kill"
+        )
+        assert released_after is not None, f"nothing released within 60 s: {status_counts()}"
+        assert released_after <= RELEASE_BOUND
+        assert released_after > timedelta(0)  # a lease (LEASE_SECONDS) outlives its worker
+        assert done["abandoned"] == WORKERS and pending_jobs(app) == WORKERS
+
+        for worker in pool.workers:
+            worker.start()
+        wait_for(
+            lambda: (
+                not ({S.QUEUED, S.SCHEDULED} & set(status_counts()))
+                and pending_jobs(app) == 0
+                and rq_queue(app).started_job_registry.count == 0
+            ),
+            lambda: str(status_counts()),
+            pool,
+        )
+        stop_all(pool)
+        # Left now: only the rows a dead worker may have handed to Twilio.
+        after_release = status_counts()
+        stuck = after_release.get(S.SENDING, 0)
+        assert set(after_release) <= {S.SENT, S.SENDING}, after_release
+        assert stuck <= WORKERS * WINDOW, after_release
+        stuck_ids = {i for i, row in message_rows(ids).items() if row["status"] == S.SENDING}
+
+        later = killed_at + timedelta(seconds=PRODUCTION_TIMEOUTS["SENDING_TIMEOUT"] + 1)
+        assert tick(app, reconcile=True, now=later) == {
+            "queued": stuck,
+            "rescheduled": stuck,
+            "requeued": 0,
+            "inbound_requeued": 0,
+        }
+        for worker in pool.workers:
+            worker.start()
+        wait_for(lambda: status_counts() == {S.SENT: burst}, lambda: str(status_counts()), pool)
+
+    posts = fake.posts_by_ref()
+    duplicates = {int(ref) for ref, n in posts.items() if n > 1}
+    assert set(posts) == {str(i) for i in ids}
+    assert max(posts.values()) <= 2
+    assert duplicates <= stuck_ids
+    print(f"{stuck} rows left for SENDING_TIMEOUT, {len(duplicates)} of them POSTed twice")

@@ -284,7 +284,8 @@ ACCENTED = {
     "U": "UÙÛùûu",
     "C": "CÇçc",
 }
-AROUND = st.text(alphabet=" \t\n\u00a0\u2009.,;:!?…-'\"«»()*", max_size=6)
+# No "?": a keyword asked as a question is free text (tested below).
+AROUND = st.text(alphabet=" \t\n\u00a0\u2009.,;:!…-'\"«»()*", max_size=6)
 
 
 @st.composite
@@ -303,6 +304,13 @@ def test_every_spelling_of_a_keyword_is_recognised(data):
     word = data.draw(st.sampled_from(sorted(KEYWORDS)))
     text = data.draw(_spelling(word))
     assert keyword(text) == KEYWORDS[word], (word, text)
+
+
+@given(data=st.data())
+def test_a_keyword_asked_as_a_question_is_free_text(data):
+    word = data.draw(st.sampled_from(sorted(KEYWORDS)))
+    text = data.draw(_spelling(word)) + data.draw(st.sampled_from(["?", " ?", " ? ", "??"]))
+    assert keyword(text) is None, text
 
 
 @given(text=any_text | form_text)

@@ -81,6 +81,18 @@ def book_for(world, usager, days=3, hour=10, now=None):
     )
 
 
+def book_many(world, count: int, series: int) -> None:
+    """Book ``count`` usagers (numbers ``+336<series>…``), one rdv each, six a day
+    from three days after the clock, so that every confirmation is due now."""
+    for i in range(count):
+        book_for(
+            world,
+            sms_usager(world, phone=f"+336{series:03d}{i:03d}12"),
+            days=3 + i // 6,
+            hour=(9, 10, 11, 14, 15, 16)[i % 6],
+        )
+
+
 def messages(**filters) -> list[Message]:
     db.session.expire_all()
     query = select(Message).order_by(Message.id)

@@ -13,7 +13,7 @@ from providers import status as S
 from scheduler.dispatch import dispatch_due
 from scheduler.queue import embedded_queue, run_pending
 
-from .conftest import PARIS, book_for, messages, simulator_outbox, sms_usager
+from .conftest import PARIS, book_for, book_many, messages, simulator_outbox, sms_usager
 
 pytestmark = pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
 
@@ -77,13 +77,7 @@ def test_cli_dispatch_due_refuses_a_bad_date(backend, app, runner):
 
 
 def test_two_dispatchers_never_queue_a_row_twice(backend, app, world, clock):
-    for i in range(30):
-        book_for(
-            world,
-            sms_usager(world, phone=f"+336200{i:03d}12"),
-            days=3 + i // 6,
-            hour=(9, 10, 11, 14, 15, 16)[i % 6],
-        )
+    book_many(world, 30, series=200)
     due = len(messages(kind="confirmation"))
     assert due == 30
     counts = []

@@ -18,7 +18,7 @@ from scheduler.throttle import _TOKEN_BUCKET, LocalBucket, rate_limiter
 from scheduler.transitions import bulk_transition
 
 from ..fakes.smtp_server import FakeSmtp
-from .conftest import book_for, messages, simulator_outbox, sms_usager
+from .conftest import book_for, book_many, messages, simulator_outbox, sms_usager
 
 BACKENDS = pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
 
@@ -257,3 +257,82 @@ def test_worker_command_runs_the_send_jobs(backend, app, world, clock, runner):
         return
     assert result.exit_code == 0, result.output
     assert [m.status for m in messages(kind="confirmation")] == [S.SENT]
+
+
+class _FailsOnce:
+    """The real limiter, except that its ``n``-th ``acquire`` raises what a Redis outage
+    raises (not a ``ProviderError``): the fault of issue 11, defect 6."""
+
+    def __init__(self, real, n: int):
+        self.real, self.n, self.calls = real, n, 0
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+        if call == self.n:
+            raise RedisConnectionError("Connection reset by peer")
+        self.real.acquire()
+
+
+@BACKENDS
+def test_an_error_that_is_not_a_provider_error_costs_one_send_not_the_batch(
+    backend, app_config, request
+):
+    """Ten SMS in one job; the rate limiter raises a Redis error for one of them while
+    the provider accepts the nine others. The nine are recorded ``sent`` by this job,
+    the tenth goes back to ``scheduled`` with its attempt counted; after the
+    reconciler (past ``SENDING_TIMEOUT``) and its retry, the provider received each of
+    the ten exactly once. Before the fix, the exception aborted the job with the
+    accepted sends unrecorded, and the reconciler sent them again."""
+    app_config["SIMULATOR_RATE_PER_SECOND"] = 1000  # a real limiter in the path
+    app = request.getfixturevalue("app")
+    world = request.getfixturevalue("world")
+    request.getfixturevalue("clock")
+    book_many(world, 10, series=400)
+    limiters = app.extensions.setdefault("lapin_rate_limiters", {})
+    limiters["simulator"] = _FailsOnce(rate_limiter(app, "simulator"), n=4)
+    assert dispatch_due(utcnow()) == 10
+    ids = sorted(m.id for m in messages(kind="confirmation"))
+    run_pending(app)
+
+    outbox = [int(m.reference) for m in simulator_outbox(app)]
+    assert len(outbox) == len(set(outbox)) == 9
+    (failed,) = set(ids) - set(outbox)
+    rows = {m.id: m for m in messages(kind="confirmation")}
+    assert {(rows[i].status, rows[i].attempts) for i in outbox} == {(S.SENT, 1)}
+    assert (rows[failed].status, rows[failed].attempts) == (S.SCHEDULED, 1)
+    assert "ConnectionError" in rows[failed].last_error
+
+    # Whatever a dead worker may have left is taken back; nothing is left here.
+    later = utcnow() + timedelta(seconds=app.config["SENDING_TIMEOUT"] + 60)
+    assert reconcile_stale(later)["rescheduled"] == 0
+    assert dispatch_due(later) == 1
+    run_pending(app)
+    outbox = [int(m.reference) for m in simulator_outbox(app)]
+    assert sorted(outbox) == ids  # each exactly once, the failed one retried once
+    sent = messages(id=failed)[0]
+    assert (sent.status, sent.attempts) == (S.SENT, 2)
+
+
+def test_an_embedded_restart_sends_what_the_dead_process_left_queued(app, world, clock):
+    """The embedded queue dies with its process: at start, the scheduler queues again
+    at once what an earlier process left ``queued`` (not after ``QUEUED_TIMEOUT``),
+    and leaves a ``sending`` row (it may have reached the provider) to the timeout."""
+    from scheduler.periodic import recover_embedded
+
+    book_many(world, 3, series=500)
+    assert dispatch_due(utcnow()) == 3
+    first, *others = messages(kind="confirmation")
+    bulk_transition([first.id], S.SENDING, at=utcnow(), from_statuses=(S.QUEUED,), attempts=1)
+    db.session.commit()
+    _lose_queued_jobs(app, "embedded")  # the process died with its queue
+
+    assert recover_embedded(app) == 2
+    run_pending(app)
+    assert sorted(int(m.reference) for m in simulator_outbox(app)) == [m.id for m in others]
+    assert messages(id=first.id)[0].status == S.SENDING
+    assert recover_embedded(app) == 0  # nothing is queued twice

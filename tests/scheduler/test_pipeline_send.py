@@ -18,7 +18,15 @@ from scheduler.dispatch import dispatch_due
 from scheduler.jobs import send_messages
 from scheduler.queue import run_pending
 
-from .conftest import TWILIO_SETTINGS, TWILIO_URL, book_for, messages, simulator_outbox, sms_usager
+from .conftest import (
+    TWILIO_SETTINGS,
+    TWILIO_URL,
+    book_for,
+    book_many,
+    messages,
+    simulator_outbox,
+    sms_usager,
+)
 
 BACKENDS = pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
 
@@ -75,13 +83,7 @@ def _confirmation(world, usager=None):
 
 @BACKENDS
 def test_the_same_ids_sent_by_two_racing_jobs_go_once(backend, app, world, clock):
-    for i in range(12):
-        book_for(
-            world,
-            sms_usager(world, phone=f"+336300{i:03d}12"),
-            days=3 + i // 6,
-            hour=(9, 10, 11, 14, 15, 16)[i % 6],
-        )
+    book_many(world, 12, series=300)
     assert dispatch_due(utcnow()) == 12
     ids = [m.id for m in messages(kind="confirmation")]
     barrier = threading.Barrier(2)
@@ -304,3 +306,38 @@ def test_rdv_moved_after_queueing_sends_only_the_new_date(backend, app, world, c
     assert [m.reference for m in simulator_outbox(app)] == [
         str(m.id) for m in messages(kind="moved")
     ]
+
+
+def test_a_job_claims_only_what_is_about_to_go(app_config, request):
+    """30 SMS in one job, 4 threads written back every 4: whenever the provider is
+    called, at most the window (4 in flight + 4 not yet written back) are ``sending``
+    and the rest of the batch is still ``queued``, so a worker killed at any instant
+    leaves no more than that to ``SENDING_TIMEOUT`` (before: the whole batch)."""
+    from sqlalchemy import func, select
+
+    from gateway.models import Message
+    from scheduler.jobs import provider_for
+
+    app_config.update(SMS_CONCURRENCY=4, WRITE_BACK_EVERY=4, SIMULATOR_RECEIPTS=False)
+    app = request.getfixturevalue("app")
+    world = request.getfixturevalue("world")
+    request.getfixturevalue("clock")
+    book_many(world, 30, series=600)
+    assert dispatch_due(utcnow()) == 30
+    simulator = provider_for(app, "sms", "simulator")
+    original = simulator._accept
+    seen: list[int] = []
+    table = Message.__table__
+    engine = db.engine  # the send threads have no app context
+
+    def accept(message):
+        # Observe the committed rows at each send, the provider's behaviour unchanged.
+        with engine.connect() as connection:
+            seen.append(connection.scalar(select(func.count()).where(table.c.status == S.SENDING)))
+        return original(message)
+
+    simulator._accept = accept
+    ids = [m.id for m in messages(kind="confirmation")]
+    assert send_messages(ids) == {"sent": 30}
+    assert len(seen) == 30 and max(seen) <= 4 + 4
+    assert {m.status for m in messages(kind="confirmation")} == {S.SENT}

@@ -9,8 +9,8 @@ import time_machine
 
 from gateway.booking import book, cancel, record_outcome
 from gateway.extensions import db
+from gateway.labels import SKIP_REASON_LABELS
 from gateway.rendering import SMS_KINDS, offer_extra, render_reply, render_sms, sample_objects
-from gateway.web import REASON_LABELS
 from providers import status as S
 from providers.base import InboundSms
 from scheduler.dispatch import dispatch_due
@@ -149,7 +149,7 @@ def test_second_reminder_is_skipped_after_oui(app, second_24h):
     _send_due(app, RDV_AT - timedelta(hours=24))
     [second] = messages(kind="second_reminder")
     assert second.status == S.SKIPPED
-    assert second.status_changes[-1].detail == REASON_LABELS["confirmed"]
+    assert second.status_changes[-1].detail == SKIP_REASON_LABELS["confirmed_by_oui"]
     assert all(m.reference != str(second.id) for m in simulator_outbox(app))
 
 
@@ -190,7 +190,7 @@ def test_noshow_only_option_sends_only_to_usagers_with_a_past_noshow(app, second
     by_rdv = {m.rdv_id: m for m in messages(kind="second_reminder")}
     assert by_rdv[rdv_absent.id].status in (S.SENT, S.DELIVERED)
     assert by_rdv[rdv_diligent.id].status == S.SKIPPED
-    assert by_rdv[rdv_diligent.id].status_changes[-1].detail == REASON_LABELS["no_past_noshow"]
+    assert by_rdv[rdv_diligent.id].status_changes[-1].detail == SKIP_REASON_LABELS["no_past_noshow"]
 
 
 def test_second_reminder_respects_consent_and_stop(app, second_24h):
@@ -210,5 +210,5 @@ def test_rdv_page_says_why_a_second_reminder_was_skipped(app, second_24h, login)
     db.session.commit()
     _send_due(app, RDV_AT - timedelta(hours=24))
     page = login.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
-    assert "Second rappel (sans confirmation)" in page
+    assert "Second rappel" in page
     assert "confirmé par OUI : second rappel inutile" in page

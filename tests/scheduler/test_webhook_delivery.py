@@ -220,8 +220,8 @@ def test_message_statuses_from_the_bulk_paths_and_receipts(backend, app, world, 
     confirmation = next(m for m in rdv.messages if m.kind == "confirmation")
     assert dispatch_due() >= 1
     run_pending(app)  # the send job: sent, through bulk_transition
-    apply_receipt(
-        Receipt("twilio", "SM1", str(confirmation.id), "delivered", S.DELIVERED, None, None)
+    apply_receipt(  # from the simulator, which sent it
+        Receipt("simulator", "SIM1", str(confirmation.id), "delivered", S.DELIVERED, None, None)
     )
     deliver_all(app)
     got = [e for e in receiver.events() if e.data["id"] == confirmation.id]
@@ -235,8 +235,8 @@ def test_organisations_that_do_not_listen_store_no_event(app, world, clock, rece
     confirmation = next(m for m in rdv.messages if m.kind == "confirmation")
     dispatch_due()
     run_pending(app)
-    apply_receipt(
-        Receipt("twilio", "SM1", str(confirmation.id), "delivered", S.DELIVERED, None, None)
+    apply_receipt(  # from the simulator, which sent it
+        Receipt("simulator", "SIM1", str(confirmation.id), "delivered", S.DELIVERED, None, None)
     )
     cancel(rdv, via="api")
     assert db.session.get(Message, confirmation.id).status == S.DELIVERED

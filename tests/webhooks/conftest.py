@@ -35,14 +35,31 @@ def frozen():
         yield NOW
 
 
+# Credentials that make Twilio and Vonage configured providers (their webhooks exist).
+TWILIO_CREDENTIALS = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN}
+VONAGE_CREDENTIALS = {"VONAGE_API_KEY": "abcd1234", "VONAGE_API_SECRET": "vonage-api-secret"}
+
+
 @pytest.fixture
 def signed_config(app_config):
-    """Twilio and Vonage webhook secrets configured (Vonage: sha256 unless a test changes it)."""
+    """Twilio and Vonage configured, with their webhook secrets (Vonage: sha256 unless a
+    test changes it). The simulator stays first in the chain: nothing is really sent."""
+    app_config["SMS_PROVIDERS"] = ["simulator", "twilio", "vonage"]
     app_config["PROVIDER_SETTINGS"] = {
-        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        **TWILIO_CREDENTIALS,
+        **VONAGE_CREDENTIALS,
         "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
         "VONAGE_SIGNATURE_METHOD": "sha256",
     }
+    return app_config
+
+
+@pytest.fixture
+def limited(app_config, redis_url):
+    """Rate limiting on, 3 per minute on /c/<code>; in Redis when TEST_REDIS_URL is set."""
+    app_config["RATELIMIT_ENABLED"] = True
+    app_config["CANCEL_LINK_RATE_LIMIT"] = "3 per minute"
+    app_config["RATELIMIT_STORAGE_URI"] = redis_url or "memory://"
     return app_config
 
 

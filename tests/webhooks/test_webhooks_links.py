@@ -137,15 +137,6 @@ def test_the_freed_slot_is_bookable_at_once(client, rdv, world):
     assert rebook.status_code == 201
 
 
-@pytest.fixture
-def limited(app_config, redis_url):
-    """Rate limiting on, 3 per minute; stored in Redis when TEST_REDIS_URL is set."""
-    app_config["RATELIMIT_ENABLED"] = True
-    app_config["CANCEL_LINK_RATE_LIMIT"] = "3 per minute"
-    app_config["RATELIMIT_STORAGE_URI"] = redis_url or "memory://"
-    return app_config
-
-
 def test_guessing_codes_is_rate_limited(limited, app, client, rdv):
     limiter.reset()
     statuses = [client.get(f"/c/Guess{i:07d}").status_code for i in range(3)]

@@ -23,6 +23,7 @@ from scheduler.transitions import transition
 from .conftest import (
     NOW,
     TWILIO_TOKEN,
+    VONAGE_CREDENTIALS,
     VONAGE_SECRET,
     book_at,
     mark_sent,
@@ -105,14 +106,12 @@ def test_forged_or_absent_twilio_signature_is_refused(sent_sms, app, client, sig
     assert sent_sms.status == S.SENT
 
 
-def test_twilio_signed_with_another_token_or_without_configured_token(
-    app_config, app, client, sent_sms
-):
+def test_twilio_signed_with_another_token_or_without_configured_token(sent_sms, app, client):
     response = twilio_post(client, STATUS, _twilio_form(sent_sms, "delivered"), token="not-ours")
     assert response.status_code == 403
     app.config["PROVIDER_SETTINGS"] = {}
     response = twilio_post(client, STATUS, _twilio_form(sent_sms, "delivered"))
-    assert response.status_code == 403  # never accept unsigned
+    assert response.status_code == 404  # no credentials: Twilio is not configured
     assert _events() == []
 
 
@@ -294,7 +293,9 @@ VECTOR = {
 def test_providers_md_vector_accepted_when_fresh_refused_when_stale(
     app, client, world, method, sig
 ):
+    app.config["SMS_PROVIDERS"] = ["vonage"]
     app.config["PROVIDER_SETTINGS"] = {
+        **VONAGE_CREDENTIALS,
         "VONAGE_SIGNATURE_SECRET": "s3cr3t",
         "VONAGE_SIGNATURE_METHOD": method,
     }
@@ -308,12 +309,17 @@ def test_providers_md_vector_accepted_when_fresh_refused_when_stale(
     assert event.message_id is None and event.raw["client-ref"] == "rem-42"  # unknown, recorded
 
 
-def test_unsigned_vonage_accepted_only_without_a_secret(app, client, world):
+def test_unsigned_vonage_accepted_only_when_opted_in_and_without_a_secret(app, client, world):
     params = {"messageId": "0B", "status": "delivered", "msisdn": "33612345678"}
-    app.config["PROVIDER_SETTINGS"] = {}
+    app.config["SMS_PROVIDERS"] = ["vonage"]
+    app.config["PROVIDER_SETTINGS"] = dict(VONAGE_CREDENTIALS)
+    assert client.post(VONAGE_STATUS, data=params).status_code == 403  # no secret: refused
+    assert _events() == []
+    app.config["VONAGE_UNSIGNED_WEBHOOKS"] = True
     assert client.post(VONAGE_STATUS, data=params).status_code == 204
-    app.config["PROVIDER_SETTINGS"] = {"VONAGE_SIGNATURE_SECRET": "s"}
-    assert client.post(VONAGE_STATUS, data=params).status_code == 403
+    app.config["PROVIDER_SETTINGS"] = {**VONAGE_CREDENTIALS, "VONAGE_SIGNATURE_SECRET": "s"}
+    assert client.post(VONAGE_STATUS, data=params).status_code == 403  # a secret: signed only
+    assert len(_events()) == 1
 
 
 def test_long_vonage_sms_is_delivered_when_every_part_is(vonage_sms, app, client):
@@ -373,7 +379,9 @@ def test_database_unreachable_answers_503(app_config, tmp_path, world):
     app_config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(
         tmp_path / "missing" / "dir" / "x.sqlite3"
     )
+    app_config["SMS_PROVIDERS"] = ["vonage"]
     app_config["PROVIDER_SETTINGS"] = {
+        **VONAGE_CREDENTIALS,
         "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
         "VONAGE_SIGNATURE_METHOD": "sha256",
     }
@@ -452,9 +460,10 @@ def test_odd_receipt_values_are_stored_bounded_and_cleaned(signed_config, app, c
     [event] = _events()
     assert event.provider_message_id == ("SM" + "x" * 5000)[:200] and event.error_code == "9" * 32
     assert event.raw["To"] == "+336\ufffd" and event.raw_status == "failed\ufffd"
-    # Vonage by JSON, unsigned (no secret): a lone surrogate and NaN, which no column can
-    # store as they are.
-    app.config["PROVIDER_SETTINGS"] = {}
+    # Vonage by JSON, unsigned (no secret, accepted explicitly): a lone surrogate and NaN,
+    # which no column can store as they are.
+    app.config["PROVIDER_SETTINGS"] = dict(VONAGE_CREDENTIALS)
+    app.config["VONAGE_UNSIGNED_WEBHOOKS"] = True
     body = (
         '{"messageId": "0C", "status": "delivered", "client-ref": "\\ud800", '
         '"price": NaN, "x": [1e999]}'
