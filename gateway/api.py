@@ -319,9 +319,11 @@ def show_rdv(rdv_id: int):
     "Déplacer un rendez-vous",
     body=sc.RdvPatch,
     answers={200: sc.RdvOut},
-    errors=(404, 409),
+    errors=(404, 409, 422),
     description=(
-        "Pending messages are cancelled, a moved message goes out, reminders are re-planned."
+        "Pending messages are cancelled, a moved message goes out, reminders are re-planned. "
+        "The new start must be a slot of the grid (422 off_grid, with the nearest starts); "
+        "an rdv seen, noshow or cancelled cannot be moved (409 rdv_not_movable)."
     ),
 )
 def update_rdv(rdv_id: int):

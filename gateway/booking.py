@@ -10,6 +10,17 @@ takes the agent's row lock on PostgreSQL and the database write lock on
 SQLite, so the overlap check that follows sees every committed rdv and no
 other booking of that agent can commit in between. On PostgreSQL an exclusion
 constraint enforces the same rule in the database as a second line.
+
+Changes to one rdv (move, cancel, outcome) are serialised on the rdv's row and
+decided after the lock, from the row as it is then (:func:`_lock_rdv`): a move
+racing a cancel either moves first and is then cancelled (the usager gets the
+``cancelled`` notice, naming the new date), or finds the rdv cancelled and is
+refused (409). Locks are always taken rdv first, agent second: no deadlock.
+An rdv that took place (``seen``, ``noshow``) or was cancelled (``excused``,
+``revoked``) cannot be moved (409 ``rdv_not_movable``), and a move to a new
+time must land on the slot grid (422 ``off_grid``, :mod:`gateway.slots`).
+Booking does not check the grid yet: the agent form offers grid slots only,
+and API clients book what ``GET /slots`` gave them.
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from .models import (
     is_db_id,
 )
 from .planning import plan_booking, plan_cancel, plan_move
-from .slots import is_within_opening_hours
+from .slots import grid_starts_near, is_within_opening_hours
 from .timeutil import require_aware, utcnow
 
 USAGER_CHANNELS = ("link", "sms")
@@ -59,6 +70,40 @@ def _lock_agent(agent: Agent) -> None:
     )
 
 
+def _lock_rdv(rdv: Rdv) -> Rdv:
+    """Take the rdv's row lock, then re-read the row: decide from what is true now.
+
+    PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` (other changes of this rdv wait;
+    rows that merely reference it, such as new messages, do not). SQLite: a no-op
+    UPDATE of the row, which takes the database write lock, as :func:`_lock_agent`.
+    """
+    query = select(Rdv).where(Rdv.id == rdv.id)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(key_share=True)
+    else:
+        db.session.execute(
+            update(Rdv)
+            .where(Rdv.id == rdv.id)
+            .values(plan_generation=Rdv.plan_generation, updated_at=Rdv.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    return db.session.scalars(query.execution_options(populate_existing=True)).one()
+
+
+def _refuse_unless_movable(rdv: Rdv) -> None:
+    if rdv.status in (RDV_SEEN, RDV_NOSHOW):
+        what = "a déjà eu lieu"
+    elif rdv.is_cancelled:
+        what = "est annulé"
+    else:
+        return
+    raise Conflict(
+        f"Ce rendez-vous {what} : il ne peut plus être déplacé. "
+        "Prenez un nouveau rendez-vous si besoin.",
+        code="rdv_not_movable",
+    )
+
+
 def _overlapping(agent_id: int, starts_at: datetime, ends_at: datetime, exclude_id: int | None):
     query = select(Rdv.id).where(
         Rdv.agent_id == agent_id,
@@ -71,13 +116,29 @@ def _overlapping(agent_id: int, starts_at: datetime, ends_at: datetime, exclude_
     return db.session.scalar(select(exists(query)))
 
 
-def _check_slot(org, motif, agent, lieu, starts_at, exclude_id=None) -> datetime:
+def _check_grid(org, motif, agent, lieu, starts_at) -> None:
+    near = grid_starts_near(org, motif, agent.id, lieu.id, starts_at)
+    if near == [starts_at]:
+        return
+    times = " ou ".join(t.astimezone(org.tz).strftime("%H:%M") for t in near)
+    hint = f"Créneaux les plus proches : {times}." if times else "Choisissez un créneau libre."
+    raise ValidationFailed(
+        f"Cet horaire ne correspond à aucun créneau : les créneaux de ce motif durent "
+        f"{motif.duration_minutes} min à partir du début de chaque plage. {hint}",
+        fields={"starts_at": f"Hors de la grille des créneaux. {hint}"},
+        code="off_grid",
+    )
+
+
+def _check_slot(org, motif, agent, lieu, starts_at, exclude_id=None, grid=False) -> datetime:
     ends_at = starts_at + timedelta(minutes=motif.duration_minutes)
     if not is_within_opening_hours(org, motif, agent.id, lieu.id, starts_at):
         raise ValidationFailed(
             "Ce créneau est en dehors des plages d'ouverture de l'agent pour ce motif et ce lieu.",
             fields={"starts_at": "Créneau hors des plages d'ouverture."},
         )
+    if grid:
+        _check_grid(org, motif, agent, lieu, starts_at)
     _lock_agent(agent)
     if _overlapping(agent.id, starts_at, ends_at, exclude_id):
         raise Conflict(
@@ -165,10 +226,8 @@ def move(
     """Change the start (and/or the lieu): pending messages are cancelled, a ``moved`` goes out."""
     now = require_aware(now or utcnow())
     try:
-        if rdv.is_cancelled:
-            raise Conflict(
-                "Ce rendez-vous est annulé : il ne peut plus être déplacé.", code="rdv_cancelled"
-            )
+        _lock_rdv(rdv)
+        _refuse_unless_movable(rdv)
         org = rdv.organisation
         lieu = _owned(Lieu, lieu_id, org, "lieu_id", "Lieu") if lieu_id is not None else rdv.lieu
         new_start = require_aware(starts_at).replace(microsecond=0) if starts_at else rdv.starts_at
@@ -182,7 +241,17 @@ def move(
                 "Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."}
             )
         previous, previous_lieu_id = rdv.starts_at, rdv.lieu_id
-        ends_at = _check_slot(org, rdv.motif, rdv.agent, lieu, new_start, exclude_id=rdv.id)
+        # A new time must start a slot of the grid; a change of lieu alone keeps the
+        # time the rdv was booked at.
+        ends_at = _check_slot(
+            org,
+            rdv.motif,
+            rdv.agent,
+            lieu,
+            new_start,
+            exclude_id=rdv.id,
+            grid=new_start != previous,
+        )
         rdv.starts_at, rdv.ends_at, rdv.lieu = new_start, ends_at, lieu
         rdv.duration_minutes = rdv.motif.duration_minutes
         db.session.flush()
@@ -204,6 +273,7 @@ def cancel(rdv: Rdv, *, via: str, agent: Agent | None = None, now: datetime | No
     minimum notice; the service (agent, API) can.
     """
     now = require_aware(now or utcnow())
+    _lock_rdv(rdv)  # the caller's transaction ends it (an inbound SMS commits its row with it)
     if rdv.is_cancelled:
         return False
     by_usager = via in USAGER_CHANNELS
@@ -232,6 +302,7 @@ def record_outcome(rdv: Rdv, status: str, *, now: datetime | None = None) -> Rdv
     now = require_aware(now or utcnow())
     if status not in (RDV_SEEN, RDV_NOSHOW, RDV_UNKNOWN):
         raise ValidationFailed("Statut invalide.", fields={"status": "Attendu : seen ou noshow."})
+    _lock_rdv(rdv)
     if rdv.is_cancelled:
         raise Conflict("Ce rendez-vous est annulé.", code="rdv_cancelled")
     if rdv.starts_at > now:

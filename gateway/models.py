@@ -286,6 +286,9 @@ class Rdv(TimestampMixin, db.Model):
     status_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The usager asked to be told of an earlier slot (gateway.waitlist).
     waitlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Bumped by every move and cancel: the messages planned before are stale
+    # (Message.plan_generation; the send-time rule of scheduler.jobs).
+    plan_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     organisation: Mapped[Organisation] = relationship()
@@ -386,6 +389,8 @@ class Message(TimestampMixin, db.Model):
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The rdv's plan_generation when this message was planned.
+    plan_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(32))
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

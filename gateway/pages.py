@@ -31,7 +31,18 @@ from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound
 from .extensions import db
 from .history import noshow_counts
-from .models import Agent, InboundSms, Lieu, Message, Motif, Participation, Rdv, Usager, is_db_id
+from .models import (
+    RDV_UNKNOWN,
+    Agent,
+    InboundSms,
+    Lieu,
+    Message,
+    Motif,
+    Participation,
+    Rdv,
+    Usager,
+    is_db_id,
+)
 from .slots import free_slots
 from .timeline import build_timeline, message_reason
 from .timeutil import localize, parse_date, parse_iso, utcnow
@@ -326,6 +337,8 @@ def show_rdv(rdv_id: int):
     lieux = db.session.scalars(
         select(Lieu).where(Lieu.organisation_id == org.id).order_by(Lieu.name)
     ).all()
+    now = utcnow()
+    movable = rdv.status == RDV_UNKNOWN and rdv.starts_at > now
     return render_template(
         "pages/rdv.html",
         rdv=rdv,
@@ -334,9 +347,55 @@ def show_rdv(rdv_id: int):
         reasons={m.id: message_reason(m) for m in messages},
         tz=org.tz,
         lieux=lieux,
-        now=utcnow(),
+        now=now,
         form=FlaskForm(),
+        move=_move_choices(org, rdv, now) if movable else None,
     )
+
+
+MOVE_DAYS = 7  # days of free slots the move form shows at a time
+
+
+def _move_choices(org, rdv: Rdv, now: datetime) -> dict:
+    """The free slots an rdv may move to: its agent's, for its motif, at the chosen lieu.
+
+    ``move_lieu_id`` and ``move_from`` (a date) in the query string choose the
+    lieu and the first of the ``MOVE_DAYS`` days shown; the rdv's own time
+    counts as free for the slots around it, and is not offered.
+    """
+    tz = org.tz
+    lieu = _owned_or_404(Lieu, _int_arg("move_lieu_id")) if _int_arg("move_lieu_id") else rdv.lieu
+    today = now.astimezone(tz).date()
+    try:
+        first_day = max(parse_date(request.args.get("move_from", "")), today)
+    except ValueError:
+        first_day = today
+    start = max(localize(datetime.combine(first_day, datetime.min.time()), tz), now)
+    last = first_day + timedelta(days=MOVE_DAYS)
+    end = localize(datetime.combine(last, datetime.min.time()), tz)
+    slots = free_slots(
+        org,
+        rdv.motif,
+        start,
+        end,
+        lieu_id=lieu.id,
+        agent_id=rdv.agent_id,
+        now=now,
+        exclude_rdv_id=rdv.id,
+    )
+    by_day: dict = {}
+    for s in slots:
+        if (s.starts_at, s.lieu_id) != (rdv.starts_at, rdv.lieu_id):
+            by_day.setdefault(s.starts_at.astimezone(tz).date(), []).append(s)
+    earlier = first_day - timedelta(days=MOVE_DAYS)
+    return {
+        "lieu": lieu,
+        "first_day": first_day,
+        "last_day": last - timedelta(days=1),
+        "by_day": by_day,
+        "next_from": last,
+        "previous_from": max(earlier, today) if first_day > today else None,
+    }
 
 
 @bp.post("/rdvs/<int:rdv_id>/cancel")
@@ -360,7 +419,7 @@ def move_rdv(rdv_id: int):
     try:
         new_start = parse_iso(request.form.get("starts_at", ""), tz)
     except ValueError:
-        flash("Date et heure invalides.", "error")
+        flash("Choisissez un des créneaux libres proposés.", "error")
         return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
     lieu_id = request.form.get("lieu_id", "")
     try:

@@ -3,6 +3,13 @@
 Booking, moving and cancelling call these inside their own transaction, so a
 message row exists exactly when the change it announces was committed.
 When each message is due is decided by :mod:`scheduler.policy` alone.
+
+Plan generations: every move and every cancel starts a new generation of the
+rdv's plan (``rdv.plan_generation + 1``) before it plans its own messages, and
+every message is stamped with the generation it was planned in (an email
+fallback with its SMS's). A dated message (:data:`DATED_KINDS`) of an older
+generation than its rdv's names a date or lieu that is no longer true: it is
+stale (:func:`is_stale`), whatever the order in which rows were written.
 """
 
 from __future__ import annotations
@@ -20,6 +27,20 @@ from .extensions import db
 from .models import CHANNEL_EMAIL, CHANNEL_SMS, Message, Participation, Rdv
 from .phones import is_mobile
 from .rendering import Rendered, render_email, render_sms
+
+# Kinds that carry the rdv's date and lieu: a move makes them wrong.
+DATED_KINDS = frozenset({"confirmation", "reminder", "second_reminder", "moved"})
+
+
+def is_stale(message: Message, rdv: Rdv) -> bool:
+    """Whether ``message`` (of ``rdv``) announces a date or lieu a later move replaced."""
+    return message.kind in DATED_KINDS and message.plan_generation < rdv.plan_generation
+
+
+def new_generation(rdv: Rdv) -> int:
+    """Start a new plan for ``rdv`` (a move or a cancel): what was planned before is stale."""
+    rdv.plan_generation = (rdv.plan_generation or 0) + 1
+    return rdv.plan_generation
 
 
 def reminder_offsets(rdv: Rdv) -> list[timedelta]:
@@ -77,7 +98,12 @@ def new_message(
     rendered: Rendered,
     **fields,
 ) -> Message:
-    """Add a ``scheduled`` message row with its rendered text; the one place rows are born."""
+    """Add a ``scheduled`` message row with its rendered text; the one place rows are born.
+
+    The row is stamped with its rdv's current plan generation unless
+    ``fields`` says otherwise (an email fallback keeps its SMS's).
+    """
+    fields.setdefault("plan_generation", rdv.plan_generation if rdv is not None else 0)
     message = Message(
         organisation_id=organisation_id,
         rdv=rdv,
@@ -166,12 +192,14 @@ def cancel_unsent(rdv: Rdv, now: datetime, reason: str) -> int:
 
 def plan_move(rdv: Rdv, now: datetime, previous_starts_at: datetime) -> list[Message]:
     """Cancel what is pending (it carries the old date), announce the move, re-plan reminders."""
+    new_generation(rdv)
     cancel_unsent(rdv, now, "rdv déplacé")
     return _announce(rdv, "moved", now, with_reminders=True, previous_starts_at=previous_starts_at)
 
 
 def plan_cancel(rdv: Rdv, now: datetime, by_usager: bool) -> list[Message]:
     """Cancel what is pending, confirm the cancellation, alert the agent if the usager did it."""
+    new_generation(rdv)
     cancel_unsent(rdv, now, "rdv annulé")
     created = _announce(rdv, "cancelled", now, with_reminders=False)
     if by_usager:
@@ -218,6 +246,8 @@ def plan_email_fallback(sms: Message, now: datetime) -> Message | None:
         return None
     if sms.kind != "cancelled" and rdv.is_cancelled:
         return None
+    if is_stale(sms, rdv):  # its date was replaced by a move: the moved notice tells the usager
+        return None
     already = db.session.scalar(
         select(Message.id)
         .where(
@@ -245,4 +275,5 @@ def plan_email_fallback(sms: Message, now: datetime) -> Message | None:
         now=now,
         rendered=rendered,
         fallback_of_id=sms.id,
+        plan_generation=sms.plan_generation,
     )

@@ -3,6 +3,12 @@
 Opening hours are weekly wall-clock ranges in the organisation's zone; each
 day's range is turned into aware instants separately, so a range "09:00-12:00"
 stays 09:00-12:00 local on both sides of a daylight-saving change.
+
+The grid: a motif's slots start at the beginning of each range and follow one
+another every ``duration_minutes``; a slot ends inside its range. Moving an rdv
+accepts only a start on this grid (:func:`grid_starts_near`), so a move never
+leaves a gap that hides slots (15:10 on a 30-minute grid would hide 15:00 and
+15:30).
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ class Slot:
     lieu_id: int
 
 
-def busy_intervals(agent_ids, start: datetime, end: datetime) -> dict[int, list[tuple]]:
-    """Booked, non-cancelled rdvs of these agents overlapping [start, end)."""
-    rows = db.session.execute(
+def busy_intervals(
+    agent_ids, start: datetime, end: datetime, exclude_rdv_id: int | None = None
+) -> dict[int, list[tuple]]:
+    """Booked, non-cancelled rdvs of these agents overlapping [start, end), but one rdv."""
+    query = (
         select(Rdv.agent_id, Rdv.starts_at, Rdv.ends_at)
         .where(
             Rdv.agent_id.in_(list(agent_ids)),
@@ -39,7 +47,10 @@ def busy_intervals(agent_ids, start: datetime, end: datetime) -> dict[int, list[
             Rdv.ends_at > start,
         )
         .order_by(Rdv.starts_at)
-    ).all()
+    )
+    if exclude_rdv_id is not None:
+        query = query.where(Rdv.id != exclude_rdv_id)
+    rows = db.session.execute(query).all()
     busy: dict[int, list[tuple]] = {}
     for agent_id, s, e in rows:
         busy.setdefault(agent_id, []).append((s, e))
@@ -60,12 +71,14 @@ def free_slots(
     lieu_id: int | None = None,
     agent_id: int | None = None,
     now: datetime | None = None,
+    exclude_rdv_id: int | None = None,
 ) -> list[Slot]:
     """Every free slot of ``motif`` starting in [start, end), soonest first.
 
     Slots start at the beginning of each opening range and step by the motif's
     duration; a slot must end inside the range, start after ``now``, and not
-    overlap any booked rdv of its agent (at any lieu).
+    overlap any booked rdv of its agent (at any lieu) but ``exclude_rdv_id``
+    (the rdv being moved, which frees its own time).
     """
     start, end = require_aware(start), require_aware(end)
     if end - start > MAX_RANGE:
@@ -93,7 +106,9 @@ def free_slots(
     if not ranges:
         return []
     duration = timedelta(minutes=motif.duration_minutes)
-    busy = busy_intervals({r.agent_id for r in ranges}, start - duration, end + duration)
+    busy = busy_intervals(
+        {r.agent_id for r in ranges}, start - duration, end + duration, exclude_rdv_id
+    )
     busy_starts = {a: [s for s, _ in iv] for a, iv in busy.items()}
     by_weekday: dict[int, list[tuple]] = {}
     for r in ranges:
@@ -131,6 +146,19 @@ def free_slots(
     return [Slot(s, e, a, lieu) for s, a, lieu, e in sorted(found)]
 
 
+def _day_ranges(organisation, motif, agent_id: int, lieu_id: int, weekday: int) -> list:
+    """(start_time, end_time) of the agent's ranges for ``motif`` at ``lieu_id`` on ``weekday``."""
+    return db.session.execute(
+        select(OpeningHours.start_time, OpeningHours.end_time).where(
+            OpeningHours.organisation_id == organisation.id,
+            OpeningHours.agent_id == agent_id,
+            OpeningHours.lieu_id == lieu_id,
+            OpeningHours.weekday == weekday,
+            OpeningHours.motifs.any(id=motif.id),
+        )
+    ).all()
+
+
 def is_within_opening_hours(
     organisation: Organisation, motif: Motif, agent_id: int, lieu_id: int, starts_at: datetime
 ) -> bool:
@@ -138,16 +166,7 @@ def is_within_opening_hours(
     tz = organisation.tz
     local = starts_at.astimezone(tz)
     ends_local = (starts_at + timedelta(minutes=motif.duration_minutes)).astimezone(tz)
-    ranges = db.session.scalars(
-        select(OpeningHours).where(
-            OpeningHours.organisation_id == organisation.id,
-            OpeningHours.agent_id == agent_id,
-            OpeningHours.lieu_id == lieu_id,
-            OpeningHours.weekday == local.weekday(),
-            OpeningHours.motifs.any(id=motif.id),
-        )
-    ).all()
-    for r in ranges:
+    for r in _day_ranges(organisation, motif, agent_id, lieu_id, local.weekday()):
         if (
             local.date() == ends_local.date()
             and r.start_time <= local.time().replace(tzinfo=None)
@@ -155,3 +174,31 @@ def is_within_opening_hours(
         ):
             return True
     return False
+
+
+def grid_starts_near(
+    organisation: Organisation, motif: Motif, agent_id: int, lieu_id: int, starts_at: datetime
+) -> list[datetime]:
+    """``[starts_at]`` when it starts a slot of the grid, else the grid starts around it.
+
+    The grid is the one :func:`free_slots` walks (booked rdvs aside): the
+    agent's ranges that day for this motif at this lieu. Around means the last
+    start before and the first after, in the same range (none, one or two).
+    """
+    tz = organisation.tz
+    day = starts_at.astimezone(tz).date()
+    duration = timedelta(minutes=motif.duration_minutes)
+    near: set[datetime] = set()
+    for start_time, end_time in _day_ranges(organisation, motif, agent_id, lieu_id, day.weekday()):
+        first = localize(datetime.combine(day, start_time), tz)
+        last = localize(datetime.combine(day, end_time), tz) - duration
+        if last < first:
+            continue
+        steps = (starts_at - first) // duration
+        if first + steps * duration == starts_at and first <= starts_at <= last:
+            return [starts_at]
+        for k in (steps, steps + 1):
+            candidate = first + k * duration
+            if first <= candidate <= last:
+                near.add(candidate)
+    return sorted(near)

@@ -440,10 +440,14 @@ def take_offer(offer: WaitlistOffer, now: datetime | None = None) -> Rdv:
         raise OfferExpired()
     offer_id = offer.id
     rdv, slot = offer.rdv, offer.freed_slot
-    previous, previous_lieu, previous_agent = rdv.starts_at, rdv.lieu_id, rdv.agent_id
     try:
-        # The agent's booking lock first: racing takers queue here, before touching
-        # any offer row (taking the locks in one order, so they never deadlock).
+        # The locks in the order of every move: the rdv's row (an agent's move or a
+        # cancellation of it waits), then the slot agent's booking lock (racing takers
+        # queue here), and only then the offer rows, so they never deadlock.
+        booking._lock_rdv(rdv)
+        previous, previous_lieu, previous_agent = rdv.starts_at, rdv.lieu_id, rdv.agent_id
+        if rdv.is_cancelled or rdv.starts_at <= slot.starts_at:
+            raise SlotTaken()
         ends_at = booking._check_slot(
             rdv.organisation, rdv.motif, slot.agent, slot.lieu, slot.starts_at, exclude_id=rdv.id
         )
@@ -461,8 +465,7 @@ def take_offer(offer: WaitlistOffer, now: datetime | None = None) -> Rdv:
         db.session.rollback()
         return take_offer(db.session.get(WaitlistOffer, offer_id), now)
     db.session.refresh(slot)
-    db.session.refresh(rdv)
-    if slot.filled_at is not None or rdv.is_cancelled or rdv.starts_at != previous:
+    if slot.filled_at is not None:
         db.session.rollback()
         _set_status(db.session.get(WaitlistOffer, offer_id), LOST, now)
         raise SlotTaken()

@@ -11,7 +11,13 @@
    this job claimed are sent: the same job run twice, or two jobs holding the
    same ids (a re-queue after a lost job or a dead worker), send nothing twice.
 2. **Check, at send time** (planning normally did it earlier, but time passed):
-   rdv cancelled, or moved since the message was planned -> ``cancelled``;
+   rdv cancelled -> ``cancelled``; a dated message (confirmation, reminder,
+   moved) planned before the rdv's latest move -> ``cancelled`` "rdv
+   déplacé". The rule is by construction, not by row order: every move or
+   cancel bumps ``rdvs.plan_generation`` before planning its own messages,
+   each message carries the generation it was planned in, and a dated message
+   goes only while its generation is the rdv's
+   (:func:`gateway.planning.is_stale`);
    rdv started -> ``skipped``; SMS to an opted-out usager -> ``skipped``; no
    consent for the channel -> ``skipped``; no recipient -> ``skipped``; SMS
    inside quiet hours -> back to ``scheduled`` for the morning. Rows that go
@@ -76,7 +82,7 @@ from gateway import events, metrics, waitlist
 from gateway.extensions import db
 from gateway.labels import SKIP_REASON_LABELS
 from gateway.models import CHANNEL_SMS, Message, Organisation, Rdv, Usager
-from gateway.planning import plan_email_fallback, quiet_hours
+from gateway.planning import is_stale, plan_email_fallback, quiet_hours
 from gateway.timeutil import utcnow
 from providers import registry
 from providers import status as S
@@ -101,8 +107,6 @@ STATUS_ROUTES = {"twilio": "/webhooks/twilio/status", "vonage": "/webhooks/vonag
 USAGER_KINDS = frozenset(
     {"confirmation", "reminder", "second_reminder", "moved", "cancelled", "waitlist_offer"}
 )
-# Kinds that carry the rdv's date: a move makes them wrong.
-DATED_KINDS = frozenset({"confirmation", "reminder", "second_reminder", "moved"})
 ICS_KINDS = frozenset({"confirmation", "moved", "cancelled"})
 
 
@@ -289,18 +293,6 @@ def _check_at_send_time(
     app: Flask, messages: list[Message], now: datetime, counts: dict[str, int]
 ) -> list[_Task]:
     """Decide, row by row, whether each claimed message still goes; build the tasks."""
-    rdv_ids = {m.rdv_id for m in messages if m.rdv_id is not None}
-    latest_move = (
-        dict(
-            db.session.execute(
-                select(Message.rdv_id, func.max(Message.id))
-                .where(Message.rdv_id.in_(rdv_ids), Message.kind == "moved")
-                .group_by(Message.rdv_id)
-            ).all()
-        )
-        if rdv_ids
-        else {}
-    )
     orgs = {
         o.id: o
         for o in db.session.scalars(
@@ -310,7 +302,7 @@ def _check_at_send_time(
     tasks = []
     for message in messages:
         org = orgs[message.organisation_id]
-        verdict = _verdict(message, org, now, latest_move)
+        verdict = _verdict(message, org, now)
         if verdict is None:
             tasks.append(_task(app, message, org))
             continue
@@ -328,13 +320,13 @@ def _check_at_send_time(
     return tasks
 
 
-def _verdict(message: Message, org: Organisation, now: datetime, latest_move: dict):
+def _verdict(message: Message, org: Organisation, now: datetime):
     """None when the message may go now, else (status, detail) or (scheduled, until)."""
     rdv, usager, kind = message.rdv, message.usager, message.kind
     if rdv is not None and kind in USAGER_KINDS:
         if rdv.is_cancelled and kind != "cancelled":
             return S.CANCELLED, "rdv annulé"
-        if kind in DATED_KINDS and latest_move.get(rdv.id, 0) > message.id:
+        if is_stale(message, rdv):
             return S.CANCELLED, "rdv déplacé"
         if rdv.starts_at <= now:
             return S.SKIPPED, "trop tard : le rdv a commencé"

@@ -116,3 +116,19 @@ def make_world(tz="Europe/Paris", opening=((time(9), time(12)),), weekdays=range
         "correct horse battery",
         token,
     )
+
+
+def book_rdv(world: World, starts_at, usager=None, now=None, motif=None):
+    """Book ``motif`` (default ``world.motif``) with ``world.agent`` at ``world.lieu``
+    for ``usager`` (default Léa)."""
+    from gateway.booking import book
+
+    return book(
+        world.org,
+        motif_id=(motif or world.motif).id,
+        lieu_id=world.lieu.id,
+        agent_id=world.agent.id,
+        usager_ids=[(usager or world.usager).id],
+        starts_at=starts_at,
+        now=now,
+    )

@@ -1,14 +1,14 @@
 """the no-show loop: second reminder settings, waiting list (freed slots, offers)
 
 Revision ID: 0013
-Revises: 0008_outbound_webhooks
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0008_outbound_webhooks"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

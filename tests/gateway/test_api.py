@@ -271,6 +271,30 @@ def test_status_seen_only_after_start(api, world):
     assert r.status_code == 200 and r.json["status"] == "noshow"
 
 
+def test_an_rdv_already_seen_cannot_be_moved_409(api, world):
+    """Issue 11, defect 5: PATCH on a ``seen`` rdv moved it (and texted the usager)."""
+    rdv = api.post("/rdvs", rdv_payload(world)).json
+    with time_machine.travel(NOW + timedelta(days=4, hours=1), tick=False):
+        assert api.post(f"/rdvs/{rdv['id']}/status", {"status": "seen"}).status_code == 200
+        r = api.patch(f"/rdvs/{rdv['id']}", {"starts_at": "2026-06-08T10:00:00+02:00"})
+    assert r.status_code == 409, r.json
+    assert r.json["error"]["code"] == "rdv_not_movable"
+    assert api.get(f"/rdvs/{rdv['id']}").json["starts_at"] == rdv["starts_at"]
+
+
+def test_moving_to_a_time_off_the_slot_grid_is_refused_422(api, world):
+    """Issue 14: 15:10 on a 30-minute grid was accepted, hiding two slots."""
+    rdv = api.post("/rdvs", rdv_payload(world)).json
+    r = api.patch(f"/rdvs/{rdv['id']}", {"starts_at": "2026-06-08T15:10:00+02:00"})
+    assert r.status_code == 422, r.json
+    assert r.json["error"]["code"] == "off_grid"
+    assert "15:00 ou 15:30" in r.json["error"]["fields"]["starts_at"]
+    after = api.get(f"/rdvs/{rdv['id']}").json
+    assert after["starts_at"] == rdv["starts_at"] and after["messages"] == rdv["messages"]
+    ok = api.patch(f"/rdvs/{rdv['id']}", {"starts_at": "2026-06-08T15:30:00+02:00"})
+    assert ok.status_code == 200, ok.json
+
+
 def test_every_invalid_field_is_reported_at_once(api, world):
     r = api.post(
         "/rdvs",

@@ -236,3 +236,22 @@ def test_two_bookings_racing_for_one_slot_yield_one_rdv(app, world):
     assert sorted(outcomes) == ["conflict", "ok"]
     db.session.expire_all()
     assert db.session.scalar(select(func.count(Rdv.id))) == 1
+
+
+@pytest.mark.parametrize("outcome", ["seen", "noshow", "excused", "revoked"])
+def test_an_rdv_that_took_place_or_was_cancelled_cannot_be_moved(world, outcome):
+    """Issue 11, defect 5: seen and noshow rdvs could be moved (409 ``rdv_not_movable`` now)."""
+    rdv = _book(world, at(5, 10, 0))
+    if outcome in ("seen", "noshow"):
+        record_outcome(rdv, outcome, now=at(5, 10, 5))
+    else:
+        cancel(rdv, via="link" if outcome == "excused" else "agent", now=NOW)
+    assert rdv.status == outcome
+    count = len(messages(rdv))
+    with pytest.raises(Conflict) as exc:
+        move(rdv, starts_at=at(9, 10, 0), now=at(5, 11, 0))
+    assert exc.value.status == 409 and exc.value.code == "rdv_not_movable"
+    assert "ne peut plus être déplacé" in exc.value.message
+    db.session.expire_all()
+    assert rdv.starts_at == at(5, 10, 0) and rdv.status == outcome
+    assert len(messages(rdv)) == count

@@ -71,3 +71,22 @@ def test_no_fallback_without_email_or_when_email_already_planned(world):
     )
     sms2 = next(m for m in rdv_sms.messages if m.channel == "sms" and m.kind == "confirmation")
     assert plan_email_fallback(sms2, NOW) is None  # the usager already gets the email confirmation
+
+
+def test_a_failed_sms_of_a_replaced_plan_has_no_fallback_and_a_current_one_has(world):
+    """An undelivered receipt for the old date's SMS, after a move: the email would
+    repeat a wrong date (the moved notice tells the usager). The moved SMS, current,
+    falls back, in its own plan generation."""
+    from gateway.booking import move
+
+    sms = _confirmation(world, _sms_only_usager(world))
+    transition(sms, S.SENT, at=NOW)
+    rdv = sms.rdv
+    move(rdv, starts_at=datetime(2026, 6, 8, 10, 0, tzinfo=PARIS), now=NOW)
+    transition(sms, S.UNDELIVERED, at=NOW, detail="receipt after the move")
+    assert plan_email_fallback(sms, NOW) is None
+    moved = next(m for m in rdv.messages if m.kind == "moved" and m.channel == "sms")
+    transition(moved, S.FAILED, at=NOW, detail="invalid number")
+    email = plan_email_fallback(moved, NOW)
+    assert email is not None and email.plan_generation == moved.plan_generation == 1
+    assert "08/06" in email.body or "8 juin" in email.body

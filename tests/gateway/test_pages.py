@@ -1,7 +1,7 @@
 """Agent pages through the test client: login, agenda, the booking form, the rdv page."""
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +12,7 @@ from gateway import create_app
 from gateway.extensions import db
 from gateway.models import Rdv, Usager
 
-from ..factories import make_agent, make_org
+from ..factories import book_rdv, make_agent, make_org
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=PARIS)
@@ -204,3 +204,68 @@ def test_health(client, app):
     assert r.status_code == 200
     assert r.json["database"]["status"] == "ok"
     assert r.json["queue"]["status"] == "ok"
+
+
+def test_moving_an_rdv_marked_absent_is_refused_with_a_french_message(login, world):
+    """Issue 11, defect 5, on the agent form: the rdv was moved and the usager texted."""
+    from gateway.booking import record_outcome
+
+    rdv = book_rdv(
+        world,
+        datetime(2026, 6, 1, 11, 0, tzinfo=PARIS),
+        now=datetime(2026, 5, 29, 10, 0, tzinfo=PARIS),
+    )
+    record_outcome(rdv, "noshow", now=NOW + timedelta(hours=2))
+    with time_machine.travel(NOW + timedelta(hours=3), tick=False):
+        r = login.post(
+            f"/rdvs/{rdv.id}/move",
+            data={"starts_at": "2026-06-03T10:00", "lieu_id": world.lieu.id},
+            follow_redirects=True,
+        )
+    page = r.get_data(as_text=True)
+    assert "Ce rendez-vous a déjà eu lieu : il ne peut plus être déplacé." in page
+    db.session.expire_all()
+    assert db.session.get(Rdv, rdv.id).starts_at == datetime(2026, 6, 1, 11, 0, tzinfo=PARIS)
+
+
+def test_the_move_form_offers_the_free_slots_of_the_agent_a_few_days_at_a_time(login, world):
+    """Issue 14: the move form took any time; it now lists the free slots to choose from."""
+    rdv = book_rdv(world, datetime(2026, 6, 2, 9, 0, tzinfo=PARIS), now=NOW)
+    book_rdv(world, datetime(2026, 6, 2, 10, 0, tzinfo=PARIS), usager=world.email_usager, now=NOW)
+    page = login.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
+    offered = re.findall(r'name="starts_at" value="([^"]+)"', page)
+    assert 'type="datetime-local"' not in page
+    assert "2026-06-02T09:30:00+02:00" in offered and "2026-06-02T10:30:00+02:00" in offered
+    assert "2026-06-02T10:00:00+02:00" not in offered  # taken
+    assert "2026-06-02T09:00:00+02:00" not in offered  # where the rdv already is
+    assert "2026-06-01T14:00:00+02:00" in offered  # today, still ahead
+    assert all("2026-06-01" <= v[:10] <= "2026-06-07" for v in offered)
+    later = login.get(f"/rdvs/{rdv.id}?move_from=2026-06-08&move_lieu_id={world.other_lieu.id}")
+    later_page = later.get_data(as_text=True)
+    later_offered = re.findall(r'name="starts_at" value="([^"]+)"', later_page)
+    assert later_offered and all("2026-06-08" <= v[:10] <= "2026-06-14" for v in later_offered)
+    assert f'name="lieu_id" value="{world.other_lieu.id}"' in later_page
+
+    r = login.post(
+        f"/rdvs/{rdv.id}/move",
+        data={"starts_at": later_offered[0], "lieu_id": world.other_lieu.id},
+        follow_redirects=True,
+    )
+    assert "Rendez-vous déplacé" in r.get_data(as_text=True)
+    db.session.expire_all()
+    moved = db.session.get(Rdv, rdv.id)
+    assert moved.starts_at == datetime.fromisoformat(later_offered[0])
+    assert moved.lieu_id == world.other_lieu.id
+
+
+def test_a_move_form_posted_off_the_grid_says_why_in_french(login, world):
+    rdv = book_rdv(world, datetime(2026, 6, 2, 9, 0, tzinfo=PARIS), now=NOW)
+    r = login.post(
+        f"/rdvs/{rdv.id}/move",
+        data={"starts_at": "2026-06-03T15:10:00+02:00", "lieu_id": world.lieu.id},
+        follow_redirects=True,
+    )
+    page = r.get_data(as_text=True)
+    assert "ne correspond à aucun créneau" in page and "15:00 ou 15:30" in page
+    db.session.expire_all()
+    assert db.session.get(Rdv, rdv.id).starts_at == datetime(2026, 6, 2, 9, 0, tzinfo=PARIS)

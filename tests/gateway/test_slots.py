@@ -9,7 +9,7 @@ from gateway.booking import book, cancel
 from gateway.extensions import db
 from gateway.slots import free_slots
 
-from ..factories import make_world
+from ..factories import book_rdv, make_world
 
 PARIS = ZoneInfo("Europe/Paris")
 REUNION = ZoneInfo("Indian/Reunion")
@@ -180,3 +180,39 @@ def test_ranges_longer_than_62_days_are_refused(paris):
     day = datetime(2026, 6, 5, tzinfo=PARIS)
     with pytest.raises(ValueError):
         free_slots(paris.org, paris.motif, day, day + timedelta(days=63))
+
+
+@pytest.mark.parametrize(
+    ("motif", "at", "near"),
+    [
+        ("motif", "09:30", ["09:30"]),  # on the 30-minute grid
+        ("motif", "09:10", ["09:00", "09:30"]),
+        ("motif", "10:45", ["10:30"]),  # 11:00 would end after the range
+        ("motif", "08:50", ["09:00"]),
+        ("long_motif", "09:30", ["09:00", "10:00"]),  # a 60-minute grid
+        ("motif", "14:00", []),  # no range that afternoon
+    ],
+)
+def test_grid_starts_near_a_time(paris, motif, at, near):
+    from gateway.slots import grid_starts_near
+
+    hour, minute = map(int, at.split(":"))
+    starts = datetime(2026, 6, 5, hour, minute, tzinfo=PARIS)
+    found = grid_starts_near(
+        paris.org, getattr(paris, motif), paris.agent.id, paris.lieu.id, starts
+    )
+    assert [t.astimezone(PARIS).strftime("%H:%M") for t in found] == near
+
+
+def test_the_rdv_being_moved_frees_its_own_time_for_the_slots_around_it(paris):
+    day = datetime(2026, 6, 5, tzinfo=PARIS)
+    rdv = book_rdv(paris, day.replace(hour=9), now=day - timedelta(days=1), motif=paris.long_motif)
+    kwargs = {"lieu_id": paris.lieu.id, "agent_id": paris.agent.id, "now": day - timedelta(days=1)}
+    window = (day, day + timedelta(days=1))
+    assert local_starts(free_slots(paris.org, paris.motif, *window, **kwargs), PARIS) == [
+        "05 10:00",
+        "05 10:30",
+    ]
+    assert local_starts(
+        free_slots(paris.org, paris.motif, *window, exclude_rdv_id=rdv.id, **kwargs), PARIS
+    ) == ["05 09:00", "05 09:30", "05 10:00", "05 10:30"]
