@@ -38,6 +38,7 @@ BENCHMARKS = {
     "flask-baseline": "bench.baseline_flask",
     "fake-twilio": "bench.fake_twilio_check",
     "booking": "bench.booking",
+    "online-booking": "bench.online_booking",
     "growth": "bench.growth",
     "burst": "bench.reminder_burst",
     "receipts": "bench.receipt_storm",

@@ -175,6 +175,19 @@ def goals(metrics: dict[str, float]) -> list[Goal]:
             None if events is None else events >= 500,
         )
     )
+    for key, label, target in (
+        ("online.slot_page_p95_ms", "Online booking: public slot page, 20 agents (p95)", 100),
+        ("online.booking_p95_ms", "Online booking: code sent + code checked (p95)", 50),
+    ):
+        value = metrics.get(key)
+        out.append(
+            Goal(
+                label,
+                f"< {target} ms in-process",
+                "not run" if value is None else f"{value:.1f} ms",
+                None if value is None else value < target,
+            )
+        )
     return out
 
 

@@ -76,6 +76,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(usager_pages.bp)
     app.register_blueprint(waitlist_pages.bp)
     csrf.exempt(api.bp)
+    from . import online
+
+    online.init_app(app)
     # Receipts, inbound SMS, /c/ links, simulator outbox.
     from webhooks import init_app as init_webhooks
 

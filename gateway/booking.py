@@ -11,6 +11,10 @@ SQLite, so the overlap check that follows sees every committed rdv and no
 other booking of that agent can commit in between. On PostgreSQL an exclusion
 constraint enforces the same rule in the database as a second line.
 
+A slot held by an online booking waiting for its code (a pending
+:class:`~gateway.models.VerificationCode`, :mod:`gateway.online`) is taken
+for everyone else until the hold expires: the check runs under the same lock.
+
 Changes to one rdv (move, cancel, outcome) are serialised on the rdv's row and
 decided after the lock, from the row as it is then (:func:`_lock_rdv`): a move
 racing a cancel either moves first and is then cancelled (the usager gets the
@@ -25,6 +29,7 @@ and API clients book what ``GET /slots`` gave them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, update
@@ -35,6 +40,7 @@ from . import waitlist as waiting_list
 from .errors import Conflict, DomainError, NotFound, ValidationFailed
 from .extensions import db
 from .models import (
+    BOOKED_VIA,
     RDV_CANCELLED_STATUSES,
     RDV_EXCUSED,
     RDV_NOSHOW,
@@ -48,6 +54,7 @@ from .models import (
     Participation,
     Rdv,
     Usager,
+    VerificationCode,
     is_db_id,
 )
 from .planning import plan_booking, plan_cancel, plan_move
@@ -116,6 +123,28 @@ def _overlapping(agent_id: int, starts_at: datetime, ends_at: datetime, exclude_
     return db.session.scalar(select(exists(query)))
 
 
+def _held(agent_id: int, starts_at: datetime, ends_at: datetime) -> bool:
+    """Whether a pending online booking holds part of [starts_at, ends_at) of this agent."""
+    query = select(VerificationCode.id).where(
+        VerificationCode.agent_id == agent_id,
+        VerificationCode.status == "pending",
+        VerificationCode.expires_at > utcnow(),
+        VerificationCode.starts_at < ends_at,
+        VerificationCode.ends_at > starts_at,
+    )
+    return db.session.scalar(select(exists(query)))
+
+
+def lock_free_slot(org, motif, agent, lieu, starts_at: datetime) -> datetime:
+    """Lock the agent's bookings and check the slot is free (rdvs and holds) and on the
+    slot grid; its end.
+
+    For callers that take the slot in their own way (an online hold): they must
+    write their row and commit in the same transaction.
+    """
+    return _check_slot(org, motif, agent, lieu, starts_at, grid=True)
+
+
 def _check_grid(org, motif, agent, lieu, starts_at) -> None:
     near = grid_starts_near(org, motif, agent.id, lieu.id, starts_at)
     if near == [starts_at]:
@@ -146,6 +175,12 @@ def _check_slot(org, motif, agent, lieu, starts_at, exclude_id=None, grid=False)
             fields={"starts_at": "Créneau déjà pris."},
             code="slot_taken",
         )
+    if _held(agent.id, starts_at, ends_at):
+        raise Conflict(
+            "Ce créneau est réservé en ce moment par un usager qui confirme sa demande en ligne.",
+            fields={"starts_at": "Créneau réservé."},
+            code="slot_taken",
+        )
     return ends_at
 
 
@@ -171,13 +206,20 @@ def book(
     usager_ids,
     starts_at: datetime,
     now: datetime | None = None,
+    booked_via: str = "agent",
+    on_created: Callable[[Rdv], None] | None = None,
     waitlist: bool = False,
 ) -> Rdv:
     """Book an rdv in a free slot and plan its confirmation and reminders.
 
+    ``booked_via`` records who booked: ``agent`` (the form), ``api`` or ``online``.
+    ``on_created(rdv)``, if given, runs before the commit, so what it records
+    about the new rdv is committed with it, or not at all.
     ``waitlist``: the usager asks to be offered an earlier slot (:mod:`gateway.waitlist`).
     """
     now = require_aware(now or utcnow())
+    if booked_via not in BOOKED_VIA:
+        raise ValueError(f"booked_via must be one of {BOOKED_VIA}")
     try:
         motif = _owned(Motif, motif_id, organisation, "motif_id", "Motif")
         lieu = _owned(Lieu, lieu_id, organisation, "lieu_id", "Lieu")
@@ -206,6 +248,7 @@ def book(
             duration_minutes=motif.duration_minutes,
             status=RDV_UNKNOWN,
             waitlist=bool(waitlist),
+            booked_via=booked_via,
             participations=[Participation(usager=u) for u in usagers],
             messages=[],  # a new rdv has none: its JSON (webhook event) needs no SELECT
         )
@@ -213,6 +256,8 @@ def book(
         db.session.flush()
         plan_booking(rdv, now)
         events.rdv_changed(rdv, events.RDV_CREATED, now)
+        if on_created is not None:
+            on_created(rdv)
     except DomainError:
         db.session.rollback()
         raise
@@ -321,4 +366,12 @@ def get_rdv(organisation: Organisation, rdv_id) -> Rdv:
     return rdv
 
 
-__all__ = ["RDV_REVOKED", "book", "cancel", "get_rdv", "move", "record_outcome"]
+__all__ = [
+    "RDV_REVOKED",
+    "book",
+    "cancel",
+    "get_rdv",
+    "lock_free_slot",
+    "move",
+    "record_outcome",
+]

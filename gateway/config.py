@@ -103,6 +103,13 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         "WAITLIST_OFFERS_PER_SLOT": _positive_int(
             env.get("WAITLIST_OFFERS_PER_SLOT"), 3, "WAITLIST_OFFERS_PER_SLOT"
         ),
+        # Online booking (docs/online-booking.md): codes asked and codes tried per client
+        # address, and the live online rdvs one usager (mobile or email) may hold.
+        "ONLINE_CODE_RATE_LIMIT": env.get("ONLINE_CODE_RATE_LIMIT") or "10 per hour;30 per day",
+        "ONLINE_CHECK_RATE_LIMIT": env.get("ONLINE_CHECK_RATE_LIMIT") or "30 per hour",
+        "ONLINE_MAX_LIVE_RDVS": _positive_int(
+            env.get("ONLINE_MAX_LIVE_RDVS"), 3, "ONLINE_MAX_LIVE_RDVS"
+        ),
         "PROVIDER_SETTINGS": {k: env[k] for k in PROVIDER_KEYS if env.get(k)},
         # Bearer token of /metrics; unset: /metrics answers 404.
         "METRICS_TOKEN": (env.get("METRICS_TOKEN") or "").strip() or None,

@@ -99,6 +99,7 @@ SKIP_REASON_LABELS = {
     "no_sms_consent": "pas de consentement SMS",
     "no_email_consent": "pas de consentement e-mail",
     "replaced_by_reply": "remplacé par la réponse au SMS ANNULER",
+    "code_unusable": "code plus utilisable",
     # The no-show loop (scheduler.jobs.no_show_loop_verdict, gateway.waitlist).
     "confirmed_by_oui": "l'usager a confirmé par OUI : second rappel inutile",
     "no_past_noshow": "aucune absence passée : second rappel réservé aux usagers déjà absents",

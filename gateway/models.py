@@ -86,8 +86,12 @@ MESSAGE_KINDS = (
     "cancelled",
     "reply",
     "agent_alert",
+    "verification",
     "waitlist_offer",
 )
+
+# Who booked an rdv (SPEC section 5): an agent's form, a usager online, the JSON API.
+BOOKED_VIA = ("agent", "online", "api")
 
 LOCATION_TYPES = {
     "on_site": "Sur place",
@@ -118,6 +122,7 @@ class TimestampMixin:
 
 class Organisation(TimestampMixin, db.Model):
     __tablename__ = "organisations"
+    __table_args__ = (UniqueConstraint("slug", name="uq_organisations_slug"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -130,6 +135,10 @@ class Organisation(TimestampMixin, db.Model):
     reminder_offsets: Mapped[str | None] = mapped_column(String(100))
     quiet_hours: Mapped[str | None] = mapped_column(String(20))
     min_cancel_notice_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # Online booking (SPEC section 5): the URL of its public pages, /prendre-rdv/<slug>,
+    # and whether they are open.
+    slug: Mapped[str | None] = mapped_column(String(64))
+    online_booking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The second reminder, to usagers who have not confirmed with OUI (SPEC section 5):
     # one offset such as "24h"; NULL means none. The motif's value overrides it.
     second_reminder_offset: Mapped[str | None] = mapped_column(String(20))
@@ -206,6 +215,16 @@ class Motif(TimestampMixin, db.Model):
     # Overrides the organisation's second reminder; "off" switches it off for this motif.
     second_reminder_offset: Mapped[str | None] = mapped_column(String(20))
     instructions: Mapped[str | None] = mapped_column(Text)
+    # Online booking (SPEC section 5): offered to usagers or agent-only, and the window
+    # of its slots: from now + minimum notice to now + maximum delay.
+    bookable_online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    online_min_notice_minutes: Mapped[int] = mapped_column(
+        Integer, default=120, server_default=text("120")
+    )
+    online_max_delay_days: Mapped[int] = mapped_column(
+        Integer, default=60, server_default=text("60")
+    )
+    public_description: Mapped[str | None] = mapped_column(String(500))
 
     organisation: Mapped[Organisation] = relationship()
 
@@ -266,7 +285,7 @@ class Rdv(TimestampMixin, db.Model):
             "ix_rdvs_stats",
             "organisation_id",
             "starts_at",
-            postgresql_include=["status", "cancelled_via"],
+            postgresql_include=["status", "cancelled_via", "booked_via"],
         ),
     )
 
@@ -284,6 +303,7 @@ class Rdv(TimestampMixin, db.Model):
     cancelled_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    booked_via: Mapped[str] = mapped_column(String(16), default="agent", server_default="agent")
     # The usager asked to be told of an earlier slot (gateway.waitlist).
     waitlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Bumped by every move and cancel: the messages planned before are stale
@@ -636,6 +656,61 @@ class WebhookDelivery(db.Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     event: Mapped[WebhookEvent] = relationship()
+
+
+class VerificationCode(db.Model):
+    """An online booking waiting for its code (:mod:`gateway.online`): the slot it holds,
+    the usager's details, the hashed code and its tries.
+
+    The slot is held while ``status`` is ``pending`` and ``expires_at`` is ahead:
+    bookings and other holds of the agent skip it. ``public_id`` names the row in
+    the pages' URLs; the code itself is only stored as an HMAC (``code_hash``).
+    """
+
+    __tablename__ = "verification_codes"
+    __table_args__ = (
+        # Holds that may block a slot: pending rows of one agent, by start.
+        Index(
+            "ix_verification_codes_holds",
+            "agent_id",
+            "starts_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        # "At most 3 codes per number per hour".
+        Index("ix_verification_codes_recipient", "recipient", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    motif_id: Mapped[int] = mapped_column(ForeignKey("motifs.id"))
+    lieu_id: Mapped[int] = mapped_column(ForeignKey("lieux.id"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(254))
+    notify_sms: Mapped[bool] = mapped_column(Boolean, default=True)
+    notify_email: Mapped[bool] = mapped_column(Boolean, default=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    recipient: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # pending -> used | exhausted | superseded | expired
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id"))
+
+    organisation: Mapped[Organisation] = relationship()
+    motif: Mapped[Motif] = relationship()
+    lieu: Mapped[Lieu] = relationship()
+    message: Mapped[Message | None] = relationship()
+    rdv: Mapped[Rdv | None] = relationship()
 
 
 class FreedSlot(db.Model):

@@ -177,6 +177,9 @@ def check_templates() -> None:
         render_sms(kind, rdv, usager, "Ab3dE9xQ2k", **extra)
     for kind in EMAIL_KINDS:
         render_email(kind, rdv, usager, "Ab3dE9xQ2k", **extra)
+    from .online.service import check_templates as check_online_templates
+
+    check_online_templates(rdv)
     for reply in (
         "cancelled",
         "confirmed",

@@ -35,7 +35,7 @@ from pydantic_core import PydanticCustomError
 from providers import status as S
 
 from .errors import ValidationFailed
-from .models import CANCELLED_VIA, MAX_ID, RDV_STATUSES, is_db_id
+from .models import BOOKED_VIA, CANCELLED_VIA, MAX_ID, RDV_STATUSES, is_db_id
 from .timeutil import parse_iso
 
 EVENT_TYPES = (
@@ -317,6 +317,9 @@ class RdvOut(BaseModel):
     agent_id: int
     usager_ids: list[int]
     cancelled_via: Literal[CANCELLED_VIA] | None  # type: ignore[valid-type]
+    booked_via: Literal[BOOKED_VIA] = Field(  # type: ignore[valid-type]
+        description="who booked: an agent's form, a usager online, or the API"
+    )
     cancelled_at: datetime | None
     confirmed_at: datetime | None
     waitlist: bool = Field(description="The usager asked to be told of an earlier slot.")
@@ -454,6 +457,7 @@ def rdv_json(rdv) -> dict:
         "agent_id": rdv.agent_id,
         "usager_ids": [p.usager_id for p in rdv.participations],
         "cancelled_via": rdv.cancelled_via,
+        "booked_via": rdv.booked_via,
         "cancelled_at": iso(rdv.cancelled_at, tz),
         "confirmed_at": iso(rdv.confirmed_at, tz),
         "waitlist": bool(rdv.waitlist),

@@ -29,6 +29,9 @@ def seed_demo(now: datetime | None = None) -> list[str]:
     )
     if org is None:
         org = _create(now)
+    elif org.slug is None:
+        # A demo database made before online booking existed: open it too.
+        _open_online_booking(org)
     lines = [
         f"Organisation de démonstration : id {org.id}",
         "Comptes agents (mot de passe " + DEMO_PASSWORD + ") :",
@@ -40,7 +43,29 @@ def seed_demo(now: datetime | None = None) -> list[str]:
         "la proposition dans le simulateur (hors heures calmes)."
     )
     lines.append("Ouvrez http://127.0.0.1:5000/login")
+    lines.append(f"Prise de rendez-vous en ligne : http://127.0.0.1:5000/prendre-rdv/{org.slug}")
     return lines
+
+
+DEMO_SLUG = "demo"
+# Motifs usagers book themselves; the others stay agent-only (an RSA follow-up, a social
+# worker's interview are set up by the service).
+DEMO_ONLINE = {
+    "Consultation PMI nourrisson": "Suivi de la croissance et de la santé de votre bébé.",
+    "Vaccination": "Vaccins obligatoires et recommandés de l'enfant.",
+}
+
+
+def _open_online_booking(org: Organisation) -> None:
+    org.slug = DEMO_SLUG
+    org.online_booking = True
+    for motif in db.session.scalars(select(Motif).where(Motif.organisation_id == org.id)):
+        if motif.name in DEMO_ONLINE:
+            motif.bookable_online = True
+            motif.online_min_notice_minutes = 120
+            motif.online_max_delay_days = 60
+            motif.public_description = DEMO_ONLINE[motif.name]
+    db.session.commit()
 
 
 def _create(now: datetime) -> Organisation:
@@ -153,6 +178,7 @@ def _create(now: datetime) -> Organisation:
     ]
     db.session.add_all(usagers)
     db.session.commit()
+    _open_online_booking(org)
 
     # A few upcoming rdvs on the next working days, in free slots.
     tz = org.tz

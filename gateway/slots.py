@@ -20,7 +20,14 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 
 from .extensions import db
-from .models import RDV_CANCELLED_STATUSES, Motif, OpeningHours, Organisation, Rdv
+from .models import (
+    RDV_CANCELLED_STATUSES,
+    Motif,
+    OpeningHours,
+    Organisation,
+    Rdv,
+    VerificationCode,
+)
 from .timeutil import UTC, localize, require_aware, utcnow
 
 MAX_RANGE = timedelta(days=62)
@@ -37,22 +44,31 @@ class Slot:
 def busy_intervals(
     agent_ids, start: datetime, end: datetime, exclude_rdv_id: int | None = None
 ) -> dict[int, list[tuple]]:
-    """Booked, non-cancelled rdvs of these agents overlapping [start, end), but one rdv."""
-    query = (
-        select(Rdv.agent_id, Rdv.starts_at, Rdv.ends_at)
-        .where(
-            Rdv.agent_id.in_(list(agent_ids)),
-            Rdv.status.not_in(RDV_CANCELLED_STATUSES),
-            Rdv.starts_at < end,
-            Rdv.ends_at > start,
-        )
-        .order_by(Rdv.starts_at)
+    """Booked, non-cancelled rdvs of these agents overlapping [start, end), but one rdv,
+    and the slots held by online bookings waiting for their code (:mod:`gateway.online`)."""
+    agent_ids = list(agent_ids)
+    rdvs = select(Rdv.agent_id, Rdv.starts_at, Rdv.ends_at).where(
+        Rdv.agent_id.in_(agent_ids),
+        Rdv.status.not_in(RDV_CANCELLED_STATUSES),
+        Rdv.starts_at < end,
+        Rdv.ends_at > start,
     )
     if exclude_rdv_id is not None:
-        query = query.where(Rdv.id != exclude_rdv_id)
-    rows = db.session.execute(query).all()
+        rdvs = rdvs.where(Rdv.id != exclude_rdv_id)
+    holds = select(
+        VerificationCode.agent_id, VerificationCode.starts_at, VerificationCode.ends_at
+    ).where(
+        VerificationCode.agent_id.in_(agent_ids),
+        VerificationCode.status == "pending",
+        VerificationCode.expires_at > utcnow(),
+        VerificationCode.starts_at < end,
+        VerificationCode.ends_at > start,
+    )
+    rows = db.session.execute(rdvs.union_all(holds)).all()
     busy: dict[int, list[tuple]] = {}
-    for agent_id, s, e in rows:
+    # Neither rdvs nor holds overlap each other (both are checked under the agent's
+    # lock), so each agent's list sorted by start is what _overlaps expects.
+    for agent_id, s, e in sorted(rows, key=lambda r: (r[0], r[1])):
         busy.setdefault(agent_id, []).append((s, e))
     return busy
 

@@ -24,6 +24,7 @@ from sqlalchemy import case, exists, func, literal, select
 from .extensions import db
 from .labels import VIA_COLUMN_LABELS
 from .models import (
+    BOOKED_VIA,
     CANCELLED_VIA,
     CHANNELS,
     RDV_CANCELLED_STATUSES,
@@ -95,12 +96,13 @@ def _rate(numerator: int, denominator: int) -> float | None:
 
 
 def rdv_statement(organisation_id: int | None, window: Window, now: datetime):
-    """Rdv counts by month, status, cancellation channel and "has started"."""
+    """Rdv counts by month, status, cancellation channel, who booked and "has started"."""
     started = case((Rdv.starts_at <= literal(now, UTCDateTime), 1), else_=0)
     inner = select(
         _month_bucket(Rdv.starts_at, window).label("month"),
         Rdv.status.label("status"),
         Rdv.cancelled_via.label("via"),
+        Rdv.booked_via.label("booked_via"),
         started.label("started"),
     ).where(
         Rdv.starts_at >= literal(window.start, UTCDateTime),
@@ -109,20 +111,25 @@ def rdv_statement(organisation_id: int | None, window: Window, now: datetime):
     if organisation_id is not None:
         inner = inner.where(Rdv.organisation_id == organisation_id)
     sub = inner.subquery()
-    return select(sub.c.month, sub.c.status, sub.c.via, sub.c.started, func.count()).group_by(
-        sub.c.month, sub.c.status, sub.c.via, sub.c.started
-    )
+    columns = (sub.c.month, sub.c.status, sub.c.via, sub.c.booked_via, sub.c.started)
+    return select(*columns, func.count()).group_by(*columns)
 
 
 def _rdv_figures(organisation_id: int | None, window: Window, now: datetime) -> dict:
     rows = db.session.execute(rdv_statement(organisation_id, window, now)).all()
 
     def empty_month(month):
-        return {"month": month, **dict.fromkeys(RDV_STATUSES, 0), "total": 0, "past_unrecorded": 0}
+        return {
+            "month": month,
+            **dict.fromkeys(RDV_STATUSES, 0),
+            "total": 0,
+            "past_unrecorded": 0,
+            **{f"booked_{via}": 0 for via in BOOKED_VIA},
+        }
 
     by_month = {m: empty_month(m) for m in window.months}
     cancellations = {m: {"month": m, **dict.fromkeys(CANCELLED_VIA, 0)} for m in window.months}
-    for index, status, via, was_started, count in rows:
+    for index, status, via, booked_via, was_started, count in rows:
         month = window.months[index] if index is not None else None
         if month not in by_month or status not in RDV_STATUSES:
             continue
@@ -131,6 +138,8 @@ def _rdv_figures(organisation_id: int | None, window: Window, now: datetime) -> 
         figures["total"] += count
         if status == RDV_UNKNOWN and was_started:
             figures["past_unrecorded"] += count
+        if booked_via in BOOKED_VIA:
+            figures[f"booked_{booked_via}"] += count
         if via in CANCELLED_VIA:
             cancellations[month][via] += count
 
@@ -141,6 +150,9 @@ def _rdv_figures(organisation_id: int | None, window: Window, now: datetime) -> 
         for key in totals:
             totals[key] += figures[key]
     totals["noshow_rate"] = _rate(totals[RDV_NOSHOW], totals[RDV_SEEN] + totals[RDV_NOSHOW])
+    # The share of rdvs booked online (cancelled ones included: they were booked).
+    for figures in (*by_month.values(), totals):
+        figures["online_share"] = _rate(figures["booked_online"], figures["total"])
     by_via = {via: sum(c[via] for c in cancellations.values()) for via in CANCELLED_VIA}
     return {
         "rdvs": {"by_month": list(by_month.values()), "totals": totals},

@@ -16,6 +16,7 @@ from werkzeug.routing import IntegerConverter
 
 from .extensions import db, login_manager
 from .labels import (
+    BOOKED_VIA_LABELS,
     CHANNEL_LABELS,
     INBOUND_ACTION_LABELS,
     KIND_LABELS,
@@ -76,6 +77,7 @@ def init_app(app: Flask) -> None:
         MESSAGE_STATUS_LABELS=MESSAGE_STATUS_LABELS,
         KIND_LABELS=KIND_LABELS,
         VIA_LABELS=VIA_LABELS,
+        BOOKED_VIA_LABELS=BOOKED_VIA_LABELS,
         INBOUND_ACTION_LABELS=INBOUND_ACTION_LABELS,
         CHANNEL_LABELS=CHANNEL_LABELS,
         OUTCOME_LABELS=OUTCOME_LABELS,

@@ -33,8 +33,9 @@ HELD_KINDS = frozenset({"confirmation", "moved", "cancelled"})
 REMINDER_KINDS = frozenset({"reminder", "second_reminder"})
 # Values that switch an optional setting off.
 OFF_VALUES = frozenset({"", "off", "none", "0"})
-# Kinds that are never held: the usager is waiting for the answer.
-IMMEDIATE_KINDS = frozenset({"reply", "agent_alert"})
+# Kinds that are never held: the usager is waiting for the answer (a reply to their
+# SMS, the code of the online booking they are making right now).
+IMMEDIATE_KINDS = frozenset({"reply", "agent_alert", "verification"})
 
 
 def parse_offsets(value: str) -> list[timedelta]:

@@ -230,8 +230,11 @@ def anonymise_old(
 
 
 def retention_job() -> dict:
-    """The periodic job: anonymise what is older than ``RETENTION_DAYS`` now."""
-    return asdict(anonymise_old())
+    """The periodic job: anonymise what is older than ``RETENTION_DAYS`` now, and forget
+    the codes of online bookings nobody entered (docs/online-booking.md)."""
+    from gateway.online.service import forget_expired_codes
+
+    return {**asdict(anonymise_old()), "expired_codes": forget_expired_codes()}
 
 
 @click.command("retention")

@@ -24,7 +24,7 @@ def frozen():
         yield
 
 
-def add_rdv(world, starts_at, status="unknown", via=None, org=None, agent=None):
+def add_rdv(world, starts_at, status="unknown", via=None, org=None, agent=None, booked_via="agent"):
     org = org or world.org
     rdv = Rdv(
         organisation_id=org.id,
@@ -37,6 +37,7 @@ def add_rdv(world, starts_at, status="unknown", via=None, org=None, agent=None):
         status=status,
         cancelled_via=via,
         cancelled_at=starts_at - timedelta(days=1) if via else None,
+        booked_via=booked_via,
     )
     db.session.add(rdv)
     db.session.flush()
@@ -97,6 +98,10 @@ def test_rdvs_by_month_and_status_and_the_noshow_rate(world):
         "total": 11,
         "past_unrecorded": 1,
         "noshow_rate": None,
+        "booked_agent": 11,
+        "booked_online": 0,
+        "booked_api": 0,
+        "online_share": 0.0,
     }
     # noshow ÷ (seen + noshow): cancelled and unrecorded rdvs are left out.
     assert may_figures["noshow_rate"] == 0.25
@@ -105,6 +110,34 @@ def test_rdvs_by_month_and_status_and_the_noshow_rate(world):
     assert data["rdvs"]["totals"]["total"] == 12 and data["rdvs"]["totals"]["noshow_rate"] == 0.25
     assert data["cancellations"]["by_via"] == {"agent": 1, "link": 1, "sms": 0, "api": 0}
     assert month(data, "2026-05", "cancellations")["link"] == 1
+
+
+def test_share_of_rdvs_booked_online_per_month(client, world):
+    may = datetime(2026, 5, 10, 10, 0, tzinfo=PARIS)
+    vias = ["online"] * 3 + ["agent"] * 4 + ["api"]
+    for i, booked_via in enumerate(vias):
+        status = "excused" if i == 0 else "seen"  # a cancelled online rdv still counts
+        add_rdv(world, may + timedelta(hours=i), status=status, booked_via=booked_via)
+    add_rdv(world, datetime(2026, 6, 20, 10, 0, tzinfo=PARIS), booked_via="online")
+    db.session.commit()
+    data = compute_stats(world.org, now=NOW)
+    may_figures = month(data, "2026-05")
+    assert (
+        may_figures["booked_online"],
+        may_figures["booked_agent"],
+        may_figures["booked_api"],
+    ) == (
+        3,
+        4,
+        1,
+    )
+    assert may_figures["online_share"] == 0.375 and month(data, "2026-06")["online_share"] == 1.0
+    assert data["rdvs"]["totals"]["online_share"] == round(4 / 9, 4)
+    assert month(data, "2026-04")["online_share"] is None  # no rdv: no share
+    page = client.get(f"/stats?organisation_id={world.org.id}").get_data(as_text=True)
+    assert '<td class="num online-share">37,5 %</td>' in page
+    as_json = client.get(f"/stats.json?organisation_id={world.org.id}").get_json()
+    assert month(as_json, "2026-05")["online_share"] == 0.375
 
 
 def test_months_are_those_of_the_organisations_time_zone(world):

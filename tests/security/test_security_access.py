@@ -27,10 +27,11 @@ NOW = datetime(2026, 6, 1, 10, 0, tzinfo=PARIS)
 # Routes anyone may call: operators' health check, login, public statistics,
 # usagers' cancellation links and waiting-list offers, providers' webhooks
 # (signature-checked), assets, the API's OpenAPI document and its page, /metrics
-# (bearer METRICS_TOKEN, 404 unset).
+# (bearer METRICS_TOKEN, 404 unset), the usagers' online booking pages
+# (tests/gateway/test_online.py).
 PUBLIC = re.compile(
     r"^(/health|/login|/stats|/stats\.json|/c/<[^>]+>|/o/<[^>]+>|/webhooks/.*|/static/.*"
-    r"|/api/v1/openapi\.json|/api/docs|/metrics)$"
+    r"|/api/v1/openapi\.json|/api/docs|/metrics|/prendre-rdv(/.*)?)$"
 )
 PUBLIC_DOCS = {"/api/v1/openapi.json", "/api/docs"}
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
@@ -110,6 +111,8 @@ def _ids_of(victim) -> dict[str, int]:
         "org_id": victim.org.id,
         "organisation_id": victim.org.id,
         "endpoint_id": victim.endpoint.id,
+        "slug": "victim",
+        "public_id": "victim",
     }
 
 

@@ -56,6 +56,8 @@ def _values(world, rdv):
         "org_id": world.org.id,
         "organisation_id": world.org.id,
         "endpoint_id": _disabled_endpoint(world).id,
+        "slug": "inconnu",
+        "public_id": "inconnu",
     }
 
 
