@@ -700,6 +700,8 @@ class VerificationCode(db.Model):
     code_hash: Mapped[str] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # pending -> used | exhausted | superseded | expired
+    # The usager asks to be told of an earlier slot (gateway.waitlist): copied to the rdv.
+    waitlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status: Mapped[str] = mapped_column(String(16), default="pending")
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -36,10 +36,11 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("motifs") as batch_op:
         batch_op.add_column(sa.Column("second_reminder_offset", sa.String(20), nullable=True))
-    with op.batch_alter_table("rdvs") as batch_op:
-        batch_op.add_column(
-            sa.Column("waitlist", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    for table in ("rdvs", "verification_codes"):
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.add_column(
+                sa.Column("waitlist", sa.Boolean(), server_default=sa.false(), nullable=False)
+            )
     op.create_table(
         "freed_slots",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -100,8 +101,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("waitlist_offers")
     op.drop_table("freed_slots")
-    with op.batch_alter_table("rdvs") as batch_op:
-        batch_op.drop_column("waitlist")
+    for table in ("verification_codes", "rdvs"):
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.drop_column("waitlist")
     with op.batch_alter_table("motifs") as batch_op:
         batch_op.drop_column("second_reminder_offset")
     with op.batch_alter_table("organisations") as batch_op:
