@@ -48,7 +48,20 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     _configure_database(app)
 
-    from . import api, auth, export, health, metrics, openapi, pages, stats, web, webhook_pages
+    from . import (
+        api,
+        auth,
+        export,
+        health,
+        metrics,
+        openapi,
+        pages,
+        stats,
+        usager_pages,
+        waitlist_pages,
+        web,
+        webhook_pages,
+    )
 
     web.init_app(app)
     app.register_blueprint(health.bp)
@@ -60,6 +73,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(webhook_pages.bp)
+    app.register_blueprint(usager_pages.bp)
+    app.register_blueprint(waitlist_pages.bp)
     csrf.exempt(api.bp)
     from . import online
 

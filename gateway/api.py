@@ -302,6 +302,7 @@ def create_rdv():
         agent_id=params.agent_id,
         usager_ids=params.usager_ids or [params.usager_id],
         starts_at=params.starts_at,
+        waitlist=params.waitlist,
         booked_via="api",
     )
     return rdv_json(rdv), 201

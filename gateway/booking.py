@@ -36,6 +36,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import events
+from . import waitlist as waiting_list
 from .errors import Conflict, DomainError, NotFound, ValidationFailed
 from .extensions import db
 from .models import (
@@ -207,12 +208,14 @@ def book(
     now: datetime | None = None,
     booked_via: str = "agent",
     on_created: Callable[[Rdv], None] | None = None,
+    waitlist: bool = False,
 ) -> Rdv:
     """Book an rdv in a free slot and plan its confirmation and reminders.
 
     ``booked_via`` records who booked: ``agent`` (the form), ``api`` or ``online``.
     ``on_created(rdv)``, if given, runs before the commit, so what it records
     about the new rdv is committed with it, or not at all.
+    ``waitlist``: the usager asks to be offered an earlier slot (:mod:`gateway.waitlist`).
     """
     now = require_aware(now or utcnow())
     if booked_via not in BOOKED_VIA:
@@ -244,6 +247,7 @@ def book(
             ends_at=ends_at,
             duration_minutes=motif.duration_minutes,
             status=RDV_UNKNOWN,
+            waitlist=bool(waitlist),
             booked_via=booked_via,
             participations=[Participation(usager=u) for u in usagers],
             messages=[],  # a new rdv has none: its JSON (webhook event) needs no SELECT
@@ -281,7 +285,7 @@ def move(
             raise ValidationFailed(
                 "Ce créneau est déjà passé.", fields={"starts_at": "Créneau passé."}
             )
-        previous = rdv.starts_at
+        previous, previous_lieu_id = rdv.starts_at, rdv.lieu_id
         # A new time must start a slot of the grid; a change of lieu alone keeps the
         # time the rdv was booked at.
         ends_at = _check_slot(
@@ -298,6 +302,7 @@ def move(
         db.session.flush()
         plan_move(rdv, now, previous)
         events.rdv_changed(rdv, events.RDV_MOVED, now)
+        waiting_list.rdv_moved(rdv, previous, previous_lieu_id, now)
     except DomainError:
         db.session.rollback()
         raise
@@ -342,6 +347,7 @@ def cancel(
     db.session.flush()
     plan_cancel(rdv, now, by_usager=by_usager)
     events.rdv_changed(rdv, events.RDV_CANCELLED, now)
+    waiting_list.rdv_cancelled(rdv, now)
     db.session.commit()
     return True
 

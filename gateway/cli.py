@@ -170,6 +170,66 @@ def replay_webhooks_command(webhook_id, start, end, org_id, endpoint_id) -> None
     click.echo(count)
 
 
+@click.command("configure-no-show-loop")
+@click.option("--org", "org_id", type=int, required=True, help="Organisation id.")
+@click.option("--motif", "motif_id", type=int, help="Set the motif's override instead.")
+@click.option("--second-reminder", help="Offset of the second reminder (e.g. 24h), or off.")
+@click.option(
+    "--noshow-only/--everyone",
+    default=None,
+    help="Second reminder only to usagers with a past no-show (organisation).",
+)
+@click.option(
+    "--waitlist-notice", type=click.IntRange(0, 7 * 24 * 60), help="Minutes (default 240)."
+)
+@with_appcontext
+def configure_no_show_loop_command(
+    org_id, motif_id, second_reminder, noshow_only, waitlist_notice
+) -> None:
+    """Second reminder and waiting-list settings of an organisation or one of its motifs."""
+    from scheduler.policy import OFF_VALUES, parse_offsets
+
+    from .models import Motif, Organisation
+
+    org = db.session.get(Organisation, org_id)
+    if org is None:
+        raise click.ClickException(f"organisation {org_id} introuvable")
+    target = org
+    if motif_id is not None:
+        target = db.session.get(Motif, motif_id)
+        if target is None or target.organisation_id != org.id:
+            raise click.ClickException(f"motif {motif_id} introuvable dans l'organisation {org_id}")
+    if second_reminder is not None:
+        value = second_reminder.strip().lower()
+        if value not in OFF_VALUES:
+            try:
+                offsets = parse_offsets(value)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+            if len(offsets) != 1:
+                raise click.ClickException("un seul délai pour le second rappel (ex. 24h)")
+        elif motif_id is None:
+            value = None  # the organisation: none; a motif keeps "off" to override it
+        else:
+            value = "off"
+        target.second_reminder_offset = value
+    if noshow_only is not None:
+        org.second_reminder_noshow_only = noshow_only
+    if waitlist_notice is not None:
+        org.waitlist_notice_minutes = waitlist_notice
+    db.session.commit()
+    click.echo(
+        f"organisation {org.id} : second rappel {org.second_reminder_offset or 'aucun'}"
+        f"{' (absents seulement)' if org.second_reminder_noshow_only else ''}, "
+        f"délai minimum des propositions {org.waitlist_notice_minutes} min"
+        + (
+            f" ; motif {motif_id} : {target.second_reminder_offset or 'comme l’organisation'}"
+            if motif_id is not None
+            else ""
+        )
+    )
+
+
 def register_commands(app: Flask) -> None:
     for command in (
         init_db_command,
@@ -178,6 +238,7 @@ def register_commands(app: Flask) -> None:
         create_api_token_command,
         create_webhook_endpoint_command,
         replay_webhooks_command,
+        configure_no_show_loop_command,
     ):
         app.cli.add_command(command)
     from scheduler.cli import commands

@@ -99,6 +99,10 @@ def from_environment(instance_path: str, environ: Mapping[str, str] | None = Non
         # Messages, inbound SMS and receipts are anonymised after this many days.
         "RETENTION_DAYS": _positive_int(env.get("RETENTION_DAYS"), 183, "RETENTION_DAYS"),
         "CANCEL_LINK_RATE_LIMIT": env.get("CANCEL_LINK_RATE_LIMIT") or "30 per minute;300 per day",
+        # How many waiting usagers one freed slot is offered to at once (docs/waitlist.md).
+        "WAITLIST_OFFERS_PER_SLOT": _positive_int(
+            env.get("WAITLIST_OFFERS_PER_SLOT"), 3, "WAITLIST_OFFERS_PER_SLOT"
+        ),
         # Online booking (docs/online-booking.md): codes asked and codes tried per client
         # address, and the live online rdvs one usager (mobile or email) may hold.
         "ONLINE_CODE_RATE_LIMIT": env.get("ONLINE_CODE_RATE_LIMIT") or "10 per hour;30 per day",

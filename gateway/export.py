@@ -161,6 +161,9 @@ HEADERS = (
 )
 
 
+REMINDER_KINDS = ("reminder", "second_reminder")
+
+
 def reminder_outcomes(rdv: Rdv, tz) -> str:
     """Each reminder: channel, time, outcome, and the email fallback of an SMS that failed."""
     from .labels import MESSAGE_STATUS_LABELS
@@ -168,11 +171,12 @@ def reminder_outcomes(rdv: Rdv, tz) -> str:
     fallbacks = {m.fallback_of_id: m for m in rdv.messages if m.fallback_of_id is not None}
     parts = []
     for m in rdv.messages:
-        if m.kind != "reminder" or m.fallback_of_id is not None:
+        if m.kind not in REMINDER_KINDS or m.fallback_of_id is not None:
             continue
         channel = "SMS" if m.channel == "sms" else "E-mail"
+        second = " (second rappel)" if m.kind == "second_reminder" else ""
         text = (
-            f"{channel} {m.send_at.astimezone(tz).strftime('%d/%m %H:%M')} : "
+            f"{channel}{second} {m.send_at.astimezone(tz).strftime('%d/%m %H:%M')} : "
             f"{MESSAGE_STATUS_LABELS.get(m.status, m.status).lower()}"
         )
         fallback = fallbacks.get(m.id)

@@ -100,4 +100,28 @@ SKIP_REASON_LABELS = {
     "no_email_consent": "pas de consentement e-mail",
     "replaced_by_reply": "remplacé par la réponse au SMS ANNULER",
     "code_unusable": "code plus utilisable",
+    # The no-show loop (scheduler.jobs.no_show_loop_verdict, gateway.waitlist).
+    "confirmed_by_oui": "l'usager a confirmé par OUI : second rappel inutile",
+    "no_past_noshow": "aucune absence passée : second rappel réservé aux usagers déjà absents",
+    "slot_taken": "créneau déjà repris",
+    "slot_too_soon": "créneau trop proche : délai minimum de proposition dépassé",
+    "offer_closed": "proposition close",
+}
+
+# The outcome of an rdv on a usager's history (gateway.history.outcome).
+OUTCOME_LABELS = {
+    "upcoming": "À venir",
+    "unrecorded": "Passé, issue non saisie",
+    "seen": "Venu",
+    "noshow": "Absent (lapin)",
+    "excused": "Annulé par l'usager",
+    "revoked": "Annulé par le service",
+}
+
+# WaitlistOffer.status (gateway.waitlist).
+WAITLIST_OFFER_STATUS_LABELS = {
+    "offered": "proposé",
+    "taken": "pris",
+    "lost": "pris par un autre usager",
+    "expired": "expiré",
 }

@@ -81,11 +81,13 @@ CHANNELS = (CHANNEL_SMS, CHANNEL_EMAIL)
 MESSAGE_KINDS = (
     "confirmation",
     "reminder",
+    "second_reminder",
     "moved",
     "cancelled",
     "reply",
     "agent_alert",
     "verification",
+    "waitlist_offer",
 )
 
 # Who booked an rdv (SPEC section 5): an agent's form, a usager online, the JSON API.
@@ -138,6 +140,17 @@ class Organisation(TimestampMixin, db.Model):
     # and whether they are open.
     slug: Mapped[str | None] = mapped_column(String(64))
     online_booking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The second reminder, to usagers who have not confirmed with OUI (SPEC section 5):
+    # one offset such as "24h"; NULL means none. The motif's value overrides it.
+    second_reminder_offset: Mapped[str | None] = mapped_column(String(20))
+    # Send the second reminder only to usagers with a past no-show.
+    second_reminder_noshow_only: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    # No waiting-list offer for a slot starting sooner than this (docs/waitlist.md).
+    waitlist_notice_minutes: Mapped[int] = mapped_column(
+        Integer, default=240, server_default=text("240")
+    )
 
     @property
     def tz(self) -> ZoneInfo:
@@ -200,6 +213,8 @@ class Motif(TimestampMixin, db.Model):
     duration_minutes: Mapped[int] = mapped_column(Integer, default=30)
     location_type: Mapped[str] = mapped_column(String(20), default="on_site")
     reminder_offsets: Mapped[str | None] = mapped_column(String(100))
+    # Overrides the organisation's second reminder; "off" switches it off for this motif.
+    second_reminder_offset: Mapped[str | None] = mapped_column(String(20))
     instructions: Mapped[str | None] = mapped_column(Text)
     # Online booking (SPEC section 5): offered to usagers or agent-only, and the window
     # of its slots: from now + minimum notice to now + maximum delay.
@@ -292,6 +307,8 @@ class Rdv(TimestampMixin, db.Model):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     booked_via: Mapped[str] = mapped_column(String(16), default="agent", server_default="agent")
+    # The usager asked to be told of an earlier slot (gateway.waitlist).
+    waitlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Bumped by every move and cancel: the messages planned before are stale
     # (Message.plan_generation; the send-time rule of scheduler.jobs).
     plan_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -686,6 +703,8 @@ class VerificationCode(db.Model):
     code_hash: Mapped[str] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # pending -> used | exhausted | superseded | expired
+    # The usager asks to be told of an earlier slot (gateway.waitlist): copied to the rdv.
+    waitlist: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status: Mapped[str] = mapped_column(String(16), default="pending")
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -697,6 +716,74 @@ class VerificationCode(db.Model):
     lieu: Mapped[Lieu] = relationship()
     message: Mapped[Message | None] = relationship()
     rdv: Mapped[Rdv | None] = relationship()
+
+
+class FreedSlot(db.Model):
+    """A slot that became free (an rdv cancelled or moved away), for the waiting list.
+
+    ``next_offer_at`` is when :mod:`gateway.waitlist` should next try to offer
+    it (NULL: nothing left to do); ``filled_at``/``filled_via`` record how it
+    was taken again when the gateway saw it (``waitlist`` or ``move``); a
+    booking into it is found by the statistics from the rdvs themselves.
+    """
+
+    __tablename__ = "freed_slots"
+    __table_args__ = (
+        Index("ix_freed_slots_org_freed", "organisation_id", "freed_at"),
+        Index(
+            "ix_freed_slots_due",
+            "next_offer_at",
+            postgresql_where=text("next_offer_at IS NOT NULL"),
+            sqlite_where=text("next_offer_at IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    motif_id: Mapped[int] = mapped_column(ForeignKey("motifs.id"))
+    lieu_id: Mapped[int] = mapped_column(ForeignKey("lieux.id"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    freed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    freed_by_usager: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id"))
+    next_offer_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    filled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    filled_via: Mapped[str | None] = mapped_column(String(16))
+    filled_rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id"))
+
+    organisation: Mapped[Organisation] = relationship()
+    motif: Mapped[Motif] = relationship()
+    lieu: Mapped[Lieu] = relationship()
+    agent: Mapped[Agent] = relationship()
+
+
+class WaitlistOffer(db.Model):
+    """A freed slot offered to one waiting usager, taken through ``/o/<code>``.
+
+    ``status``: ``offered``, ``taken`` (this usager took it), ``lost`` (someone
+    else took the slot first), ``expired`` (the slot started, went out of
+    reach, or the waiting rdv changed).
+    """
+
+    __tablename__ = "waitlist_offers"
+    __table_args__ = (Index("ix_waitlist_offers_usager_at", "usager_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    freed_slot_id: Mapped[int] = mapped_column(ForeignKey("freed_slots.id"), index=True)
+    rdv_id: Mapped[int] = mapped_column(ForeignKey("rdvs.id"), index=True)
+    usager_id: Mapped[int] = mapped_column(ForeignKey("usagers.id"))
+    code: Mapped[str] = mapped_column(String(32), unique=True, default=new_cancel_code)
+    status: Mapped[str] = mapped_column(String(16), default="offered")
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    freed_slot: Mapped[FreedSlot] = relationship()
+    rdv: Mapped[Rdv] = relationship()
+    usager: Mapped[Usager] = relationship()
 
 
 def ends_at_for(starts_at: datetime, duration_minutes: int) -> datetime:

@@ -30,6 +30,7 @@ from wtforms.validators import Length, Optional
 from .booking import book, cancel, get_rdv, move, record_outcome
 from .errors import DomainError, NotFound
 from .extensions import db
+from .history import noshow_counts
 from .models import (
     CANCEL_REASON_MAX,
     RDV_UNKNOWN,
@@ -44,7 +45,7 @@ from .models import (
     is_db_id,
 )
 from .slots import free_slots
-from .timeline import build_timeline
+from .timeline import build_timeline, message_reason
 from .timeutil import localize, parse_date, parse_iso, utcnow
 from .usagers import (
     clean_usager_fields,
@@ -52,6 +53,7 @@ from .usagers import (
     find_duplicate_usager,
     search_usagers,
 )
+from .waitlist import set_waiting
 
 bp = Blueprint("pages", __name__)
 
@@ -161,6 +163,7 @@ class BookingForm(FlaskForm):
     email = EmailField("Adresse e-mail", validators=[Optional(), Length(max=254)])
     notify_sms = BooleanField("Accepte les SMS", default=True)
     notify_email = BooleanField("Accepte les e-mails", default=True)
+    waitlist = BooleanField("Prévenez-moi si un créneau plus tôt se libère", default=False)
 
 
 def _int_arg(name):
@@ -230,6 +233,7 @@ def new_rdv():
                         step="usager",
                         duplicate=duplicate,
                         usagers=[],
+                        noshows=noshow_counts([duplicate.id]),
                         **context,
                     ), 409
                 usager = create_usager(org, data, commit=False)
@@ -242,6 +246,7 @@ def new_rdv():
                 agent_id=slot_agent.id,
                 usager_ids=[usager_id],
                 starts_at=slot_start,
+                waitlist=bool(form.waitlist.data),
             )
         except DomainError as exc:
             db.session.rollback()
@@ -250,8 +255,13 @@ def new_rdv():
                 if field is not None and hasattr(field, "errors"):
                     field.errors = list(field.errors) + [message]
             flash(exc.message, "error")
+            usagers = _usager_results(org)
             return render_template(
-                "pages/rdv_new.html", step="usager", usagers=_usager_results(org), **context
+                "pages/rdv_new.html",
+                step="usager",
+                usagers=usagers,
+                noshows=noshow_counts([u.id for u in usagers]),
+                **context,
             ), exc.status
         flash("Rendez-vous enregistré. La confirmation part maintenant.", "success")
         return redirect(url_for("pages.show_rdv", rdv_id=rdv.id))
@@ -287,11 +297,13 @@ def new_rdv():
             else None,
             **context,
         )
+    usagers, recent = _usager_results(org), _recent_usagers(org)
     return render_template(
         "pages/rdv_new.html",
         step="usager",
-        usagers=_usager_results(org),
-        recent=_recent_usagers(org),
+        usagers=usagers,
+        recent=recent,
+        noshows=noshow_counts([u.id for u in [*usagers, *recent]]),
         **context,
     )
 
@@ -360,6 +372,7 @@ def show_rdv(rdv_id: int):
         rdv=rdv,
         messages=messages,
         timeline=build_timeline(rdv, messages, inbound),
+        reasons={m.id: message_reason(m) for m in messages},
         tz=org.tz,
         lieux=lieux,
         now=now,
@@ -481,6 +494,23 @@ def move_rdv(rdv_id: int):
         flash(exc.message, "error")
     else:
         flash("Rendez-vous déplacé. L'usager est prévenu.", "success")
+    return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
+
+
+@bp.post("/rdvs/<int:rdv_id>/waitlist")
+def rdv_waitlist(rdv_id: int):
+    """``POST /rdvs/<id>/waitlist`` (``waitlist=1|0``): wait for an earlier slot, or no more."""
+    rdv = _rdv_for_action(rdv_id)
+    waiting = request.form.get("waitlist") == "1"
+    try:
+        set_waiting(rdv, waiting)
+    except DomainError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(
+            "Rendez-vous sur la liste d'attente." if waiting else "Retiré de la liste d'attente.",
+            "success",
+        )
     return redirect(url_for("pages.show_rdv", rdv_id=rdv_id))
 
 

@@ -29,7 +29,7 @@ from .phones import is_mobile
 from .rendering import Rendered, render_email, render_sms
 
 # Kinds that carry the rdv's date and lieu: a move makes them wrong.
-DATED_KINDS = frozenset({"confirmation", "reminder", "moved"})
+DATED_KINDS = frozenset({"confirmation", "reminder", "second_reminder", "moved"})
 
 
 def is_stale(message: Message, rdv: Rdv) -> bool:
@@ -51,6 +51,17 @@ def reminder_offsets(rdv: Rdv) -> list[timedelta]:
         or current_app.config["REMINDER_OFFSETS"]
     )
     return policy.parse_offsets(value)
+
+
+def second_reminder_offset(rdv: Rdv) -> timedelta | None:
+    """The second reminder's offset: the motif's (``off`` switches it off), else the
+    organisation's, else none. Whether it goes is decided at send time
+    (:func:`scheduler.jobs.no_show_loop_verdict`): only without an OUI."""
+    value = rdv.motif.second_reminder_offset or rdv.organisation.second_reminder_offset
+    if not value or value.strip().lower() in policy.OFF_VALUES:
+        return None
+    offsets = policy.parse_offsets(value)
+    return offsets[0] if offsets else None
 
 
 def quiet_hours(organisation) -> policy.QuietHours | None:
@@ -145,6 +156,8 @@ def _announce(rdv: Rdv, kind: str, now: datetime, with_reminders: bool, **extra)
     org = rdv.organisation
     tz, quiet = org.tz, quiet_hours(org)
     offsets = reminder_offsets(rdv) if with_reminders else []
+    second = [second_reminder_offset(rdv)] if with_reminders else []
+    second = [o for o in second if o is not None]
     created = []
     for participation in rdv.participations:
         for channel, recipient in usager_channels(participation.usager):
@@ -153,6 +166,10 @@ def _announce(rdv: Rdv, kind: str, now: datetime, with_reminders: bool, **extra)
                 created.append(_add(rdv, participation, kind, channel, recipient, at, now, **extra))
             for at in policy.plan_reminders(rdv.starts_at, offsets, now, tz, quiet, channel):
                 created.append(_add(rdv, participation, "reminder", channel, recipient, at, now))
+            for at in policy.plan_reminders(rdv.starts_at, second, now, tz, quiet, channel):
+                created.append(
+                    _add(rdv, participation, "second_reminder", channel, recipient, at, now)
+                )
     return created
 
 
@@ -208,7 +225,7 @@ def agent_alert(rdv: Rdv, usager, now: datetime, reply_text: str | None = None) 
     )
 
 
-FALLBACK_KINDS = ("confirmation", "reminder", "moved", "cancelled")
+FALLBACK_KINDS = ("confirmation", "reminder", "second_reminder", "moved", "cancelled")
 
 
 def plan_email_fallback(sms: Message, now: datetime) -> Message | None:

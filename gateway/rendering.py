@@ -22,8 +22,15 @@ from providers.sms_text import count_segments, to_gsm7
 from .phones import display_phone
 from .timeutil import utcnow
 
-SMS_KINDS = ("confirmation", "reminder", "moved", "cancelled")
-EMAIL_KINDS = ("confirmation", "reminder", "moved", "cancelled", "agent_alert")
+SMS_KINDS = (
+    "confirmation",
+    "reminder",
+    "second_reminder",
+    "moved",
+    "cancelled",
+    "waitlist_offer",
+)
+EMAIL_KINDS = (*SMS_KINDS, "agent_alert")
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,21 @@ def hour(at: datetime, tz: ZoneInfo) -> str:
 
 def cancel_url(code: str) -> str:
     return f"{current_app.config['PUBLIC_BASE_URL']}/c/{code}"
+
+
+def offer_url(code: str) -> str:
+    return f"{current_app.config['PUBLIC_BASE_URL']}/o/{code}"
+
+
+def offer_extra(slot_starts_at: datetime, slot_lieu, code: str, tz: ZoneInfo) -> dict:
+    """What a ``waitlist_offer`` template needs besides the waiting rdv: the offered slot."""
+    return {
+        "slot_date_short": short_date(slot_starts_at, tz),
+        "slot_date_long": long_date(slot_starts_at, tz),
+        "slot_time": hour(slot_starts_at, tz),
+        "slot_lieu": slot_lieu,
+        "offer_url": offer_url(code),
+    }
 
 
 def _context(rdv, usager, code: str | None, extra: dict) -> dict:
@@ -146,7 +168,11 @@ def sample_objects():
 def check_templates() -> None:
     """Render every message template once; raise at boot if one is broken."""
     rdv, usager = sample_objects()
-    extra = {"previous_starts_at": rdv.starts_at, "reply_text": "Je serai en retard"}
+    extra = {
+        "previous_starts_at": rdv.starts_at,
+        "reply_text": "Je serai en retard",
+        **offer_extra(rdv.starts_at, rdv.lieu, "Fg7hJ2kL9m", rdv.organisation.tz),
+    }
     for kind in SMS_KINDS:
         render_sms(kind, rdv, usager, "Ab3dE9xQ2k", **extra)
     for kind in EMAIL_KINDS:

@@ -183,6 +183,11 @@ class RdvIn(BaseModel):
     usager_id: DbId | None = None
     usager_ids: Annotated[list[DbId] | None, Field(min_length=1, max_length=20)] = None
     starts_at: Datetime
+    waitlist: StrictBool = Field(
+        False,
+        description="The usager asks to be offered an earlier slot of this motif and lieu "
+        "when one is freed (docs/waitlist.md).",
+    )
 
 
 class RdvPatch(BaseModel):
@@ -317,6 +322,7 @@ class RdvOut(BaseModel):
     )
     cancelled_at: datetime | None
     confirmed_at: datetime | None
+    waitlist: bool = Field(description="The usager asked to be told of an earlier slot.")
     messages: list[MessageOut]
 
 
@@ -454,6 +460,7 @@ def rdv_json(rdv) -> dict:
         "booked_via": rdv.booked_via,
         "cancelled_at": iso(rdv.cancelled_at, tz),
         "confirmed_at": iso(rdv.confirmed_at, tz),
+        "waitlist": bool(rdv.waitlist),
         "messages": [message_json(m, tz) for m in rdv.messages],
     }
 

@@ -42,6 +42,10 @@ def seed_demo(now: datetime | None = None) -> list[str]:
         lines.append(f"  {email}" + (" (admin)" if email == DEMO_AGENTS[0][0] else ""))
     if past:
         lines.append(f"{past} rendez-vous passés ajoutés, avec leur issue (venu, absent, annulé)")
+    lines.append(
+        "Liste d'attente : annulez un rendez-vous PMI à MDS Calais, Camille Roux reçoit "
+        "la proposition dans le simulateur (hors heures calmes)."
+    )
     lines.append("Ouvrez http://127.0.0.1:5000/login")
     lines.append(f"Prise de rendez-vous en ligne : http://127.0.0.1:5000/prendre-rdv/{org.slug}")
     return lines
@@ -171,6 +175,10 @@ def _create(now: datetime) -> Organisation:
         Usager(
             organisation_id=org.id, first_name="Nadia", last_name="Moreau", phone="+262692123456"
         ),
+        # On the waiting list (below): cancelling a PMI rdv at MDS Calais offers her its slot.
+        Usager(
+            organisation_id=org.id, first_name="Camille", last_name="Roux", phone="+33611223344"
+        ),
     ]
     db.session.add_all(usagers)
     db.session.commit()
@@ -197,6 +205,22 @@ def _create(now: datetime) -> Organisation:
                 )
             booked += 2
         day += timedelta(days=1)
+
+    # Camille Roux waits for an earlier PMI slot at MDS Calais: her rdv is a week after
+    # the demo ones, so cancelling one of them offers her its slot (docs/waitlist.md).
+    day += timedelta(days=7)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    book(
+        org,
+        motif_id=pmi.id,
+        lieu_id=calais.id,
+        agent_id=agents[0].id,
+        usager_ids=[usagers[4].id],
+        starts_at=localize(datetime.combine(day, time(10)), tz),
+        now=now,
+        waitlist=True,
+    )
     return org
 
 

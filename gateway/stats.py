@@ -1,11 +1,12 @@
 """Public statistics: ``GET /stats`` (HTML) and ``GET /stats.json`` (the same figures).
 
-Everything is aggregated in SQL, two queries in all (one over rdvs, one over
-messages), each grouped by month. Month buckets are computed in Python in the
-reporting time zone (the organisation's, or Europe/Paris for all
-organisations together) and handed to SQL as a ``CASE`` over timestamp
-boundaries: exact across daylight-saving changes, the same SQL on SQLite and
-PostgreSQL, and the ``WHERE`` on the raw timestamp column can use its index.
+Everything is aggregated in SQL, four queries in all (rdvs, messages, freed
+slots of the waiting list, confirmations), each grouped by month. Month
+buckets are computed in Python in the reporting time zone (the
+organisation's, or Europe/Paris for all organisations together) and handed
+to SQL as a ``CASE`` over timestamp boundaries: exact across daylight-saving
+changes, the same SQL on SQLite and PostgreSQL, and the ``WHERE`` on the raw
+timestamp column can use its index.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
+from statistics import median
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from flask import Blueprint, abort, jsonify, make_response, render_template, request
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import case, exists, func, literal, select
 
 from .extensions import db
 from .labels import VIA_COLUMN_LABELS
@@ -25,16 +27,18 @@ from .models import (
     BOOKED_VIA,
     CANCELLED_VIA,
     CHANNELS,
+    RDV_CANCELLED_STATUSES,
     RDV_NOSHOW,
     RDV_SEEN,
     RDV_STATUSES,
     RDV_UNKNOWN,
+    FreedSlot,
     Message,
     Organisation,
     Rdv,
     UTCDateTime,
 )
-from .timeutil import localize, utcnow
+from .timeutil import UTC, localize, utcnow
 
 bp = Blueprint("stats", __name__)
 
@@ -245,6 +249,172 @@ def _message_figures(organisation_id: int | None, window: Window) -> dict:
     }
 
 
+# --- the no-show loop (SPEC section 5): freed slots re-filled, confirmations ---
+
+REMINDER_KINDS = ("reminder", "second_reminder")
+
+
+def freed_slot_statement(organisation_id: int | None, window: Window):
+    """Freed slots by month of freeing, with when they were re-filled.
+
+    A slot is re-filled when the gateway saw it taken (waiting list, a move:
+    ``filled_at``) or when a booking of the same agent overlapping it was
+    made after it was freed (any surface: agent form, API, online).
+    """
+    booked_after = (
+        select(func.min(Rdv.created_at))
+        .where(
+            Rdv.agent_id == FreedSlot.agent_id,
+            Rdv.starts_at < FreedSlot.ends_at,
+            Rdv.ends_at > FreedSlot.starts_at,
+            Rdv.created_at >= FreedSlot.freed_at,
+        )
+        .correlate(FreedSlot)
+        .scalar_subquery()
+    )
+    statement = select(
+        _month_bucket(FreedSlot.freed_at, window),
+        FreedSlot.freed_by_usager,
+        FreedSlot.freed_at,
+        FreedSlot.filled_at,
+        FreedSlot.filled_via,
+        booked_after,
+    ).where(
+        FreedSlot.freed_at >= literal(window.start, UTCDateTime),
+        FreedSlot.freed_at < literal(window.end, UTCDateTime),
+    )
+    if organisation_id is not None:
+        statement = statement.where(FreedSlot.organisation_id == organisation_id)
+    return statement
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _sum_months(by_month: dict, zeros: dict) -> dict:
+    """The sum of every month's counters (``zeros``: the counters, and a "month" to drop)."""
+    del zeros["month"]
+    for figures in by_month.values():
+        for key in zeros:
+            zeros[key] += figures[key]
+    return zeros
+
+
+def _waitlist_figures(organisation_id: int | None, window: Window) -> dict:
+    def empty(month):
+        return {
+            "month": month,
+            "freed": 0,
+            "freed_by_usagers": 0,
+            "refilled_by_waitlist": 0,
+            "refilled": 0,
+        }
+
+    by_month = {m: empty(m) for m in window.months}
+    delays: dict[str | None, list[float]] = defaultdict(list)
+    rows = db.session.execute(freed_slot_statement(organisation_id, window)).all()
+    for index, by_usager, freed_at, filled_at, filled_via, booked_at in rows:
+        month = window.months[index] if index is not None else None
+        if month not in by_month:
+            continue
+        figures = by_month[month]
+        figures["freed"] += 1
+        figures["freed_by_usagers"] += 1 if by_usager else 0
+        figures["refilled_by_waitlist"] += 1 if filled_via == "waitlist" else 0
+        times = [t for t in (_aware(filled_at), _aware(booked_at)) if t is not None]
+        if times:
+            figures["refilled"] += 1
+            minutes = (min(times) - _aware(freed_at)).total_seconds() / 60
+            delays[month].append(minutes)
+            delays[None].append(minutes)
+
+    def finish(figures: dict, month: str | None) -> dict:
+        values = delays.get(month)
+        figures["median_refill_minutes"] = round(median(values), 1) if values else None
+        return figures
+
+    totals = _sum_months(by_month, empty(None))
+    return {
+        "waitlist": {
+            "by_month": [finish(f, m) for m, f in by_month.items()],
+            "totals": finish(totals, None),
+        }
+    }
+
+
+def confirmation_statement(organisation_id: int | None, window: Window, now: datetime):
+    """Rdvs by month, "an SMS reminder was delivered", "confirmed with OUI", status, started."""
+    reminded = exists(
+        select(Message.id).where(
+            Message.rdv_id == Rdv.id,
+            Message.kind.in_(REMINDER_KINDS),
+            Message.channel == "sms",
+            Message.status == "delivered",
+        )
+    )
+    inner = select(
+        _month_bucket(Rdv.starts_at, window).label("month"),
+        case((reminded, 1), else_=0).label("reminded"),
+        case((Rdv.confirmed_at.is_not(None), 1), else_=0).label("confirmed"),
+        Rdv.status.label("status"),
+    ).where(
+        Rdv.starts_at >= literal(window.start, UTCDateTime),
+        Rdv.starts_at < literal(window.end, UTCDateTime),
+        Rdv.status.not_in(RDV_CANCELLED_STATUSES),
+    )
+    if organisation_id is not None:
+        inner = inner.where(Rdv.organisation_id == organisation_id)
+    sub = inner.subquery()
+    return select(
+        sub.c.month, sub.c.reminded, sub.c.confirmed, sub.c.status, func.count()
+    ).group_by(sub.c.month, sub.c.reminded, sub.c.confirmed, sub.c.status)
+
+
+def _confirmation_figures(organisation_id: int | None, window: Window, now: datetime) -> dict:
+    def empty(month):
+        return {
+            "month": month,
+            "reminded": 0,
+            "confirmed_after_reminder": 0,
+            "seen_confirmed": 0,
+            "noshow_confirmed": 0,
+            "seen_unconfirmed": 0,
+            "noshow_unconfirmed": 0,
+        }
+
+    by_month = {m: empty(m) for m in window.months}
+    rows = db.session.execute(confirmation_statement(organisation_id, window, now)).all()
+    for index, reminded, confirmed, status, count in rows:
+        month = window.months[index] if index is not None else None
+        if month not in by_month:
+            continue
+        figures = by_month[month]
+        if reminded:
+            figures["reminded"] += count
+            figures["confirmed_after_reminder"] += count if confirmed else 0
+        if status in (RDV_SEEN, RDV_NOSHOW):
+            figures[f"{status}_{'confirmed' if confirmed else 'unconfirmed'}"] += count
+
+    def finish(f: dict) -> dict:
+        f["confirmation_rate"] = _rate(f["confirmed_after_reminder"], f["reminded"])
+        for group in ("confirmed", "unconfirmed"):
+            f[f"noshow_rate_{group}"] = _rate(
+                f[f"noshow_{group}"], f[f"seen_{group}"] + f[f"noshow_{group}"]
+            )
+        return f
+
+    totals = _sum_months(by_month, empty(None))
+    return {
+        "confirmations": {
+            "by_month": [finish(f) for f in by_month.values()],
+            "totals": finish(totals),
+        }
+    }
+
+
 def compute_stats(
     organisation: Organisation | None,
     *,
@@ -267,6 +437,8 @@ def compute_stats(
         "months": window.months,
         **_rdv_figures(org_id, window, now),
         **_message_figures(org_id, window),
+        **_waitlist_figures(org_id, window),
+        **_confirmation_figures(org_id, window, now),
     }
 
 

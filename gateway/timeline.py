@@ -79,3 +79,30 @@ def build_timeline(
     # Booking comes first by definition: its messages are planned in the same
     # transaction, sometimes stamped a moment before the rdv row itself.
     return [TimelineEntry(rdv.created_at, "booked"), *entries]
+
+
+_WENT = ("sending", "sent", "delivered", "undelivered")
+
+
+def message_reason(message: Message) -> str:
+    """Why a message went, was held, or was skipped, in the agents' words ("" if nothing to say).
+
+    A skipped or cancelled message gives the reason recorded by the send-time
+    check; a second reminder that went says it went for want of an OUI.
+    """
+    if message.status in ("skipped", "cancelled", "failed"):
+        for change in reversed(message.status_changes):
+            if change.status == message.status and change.detail:
+                return change.detail
+        return ""
+    if message.kind == "second_reminder":
+        if message.status in _WENT:
+            noshow_only = (
+                message.rdv is not None and message.rdv.organisation.second_reminder_noshow_only
+            )
+            reason = "envoyé : pas de confirmation par OUI à l'heure d'envoi"
+            return reason + (" ; absence passée" if noshow_only else "")
+        return "partira seulement si l'usager n'a pas confirmé par OUI"
+    if message.kind == "reminder" and message.status in _WENT:
+        return "rappel automatique avant le rendez-vous"
+    return ""

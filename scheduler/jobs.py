@@ -78,8 +78,9 @@ from flask import Flask, current_app
 from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import selectinload
 
-from gateway import events, metrics
+from gateway import events, metrics, waitlist
 from gateway.extensions import db
+from gateway.labels import SKIP_REASON_LABELS
 from gateway.models import CHANNEL_SMS, InboundSms, Message, Organisation, Rdv, Usager
 from gateway.planning import is_stale, plan_email_fallback, quiet_hours
 from gateway.timeutil import utcnow
@@ -103,7 +104,9 @@ log = logging.getLogger(__name__)
 RECEIPT_JOB = "webhooks.receipts.apply_receipt_job"
 STATUS_ROUTES = {"twilio": "/webhooks/twilio/status", "vonage": "/webhooks/vonage/status"}
 # Kinds addressed to a usager about their rdv: they go stale with the rdv.
-USAGER_KINDS = frozenset({"confirmation", "reminder", "moved", "cancelled"})
+USAGER_KINDS = frozenset(
+    {"confirmation", "reminder", "second_reminder", "moved", "cancelled", "waitlist_offer"}
+)
 ICS_KINDS = frozenset({"confirmation", "moved", "cancelled"})
 
 
@@ -339,6 +342,9 @@ def _verdict(message: Message, org: Organisation, now: datetime):
         and not _confirms_stop(message)
     ):
         return S.SKIPPED, "numéro désinscrit des SMS (STOP)"
+    loop_verdict = no_show_loop_verdict(message, org, now)
+    if loop_verdict is not None:
+        return loop_verdict
     if usager is not None and kind in USAGER_KINDS:
         if message.channel == CHANNEL_SMS:
             if usager.sms_opted_out:
@@ -365,6 +371,26 @@ def _confirms_stop(reply: Message) -> bool:
             )
         )
     )
+
+
+def no_show_loop_verdict(message: Message, org: Organisation, now: datetime):
+    """The send-time rules of the second reminder and of waiting-list offers (SPEC section 5).
+
+    A second reminder goes only to a usager who has not confirmed with OUI
+    (a cancelled rdv is caught before, by :func:`_verdict`), and, when the
+    organisation says so, only to a usager with a past no-show. An offer goes
+    only while its slot is still free, far enough ahead and not yet taken.
+    Returns None or ``(status, reason)`` with a reason of
+    :data:`gateway.labels.SKIP_REASON_LABELS`.
+    """
+    if message.kind == "second_reminder" and message.rdv is not None:
+        if message.rdv.confirmed_at is not None:
+            return S.SKIPPED, SKIP_REASON_LABELS["confirmed_by_oui"]
+        if org.second_reminder_noshow_only and not waitlist.past_noshows(message.usager_id, now):
+            return S.SKIPPED, SKIP_REASON_LABELS["no_past_noshow"]
+    if message.kind == "waitlist_offer":
+        return waitlist.offer_send_verdict(message, org, now)
+    return None
 
 
 def _task(app: Flask, message: Message, org: Organisation) -> _Task:

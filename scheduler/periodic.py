@@ -41,6 +41,7 @@ from flask import Flask
 
 from gateway.extensions import db
 from gateway.timeutil import utcnow
+from gateway.waitlist import dispatch_freed_slots
 
 from .dispatch import dispatch_due, reconcile_stale, requeue_queued
 from .queue import embedded_queue, enqueue, pending_jobs, requeue_abandoned
@@ -77,6 +78,9 @@ def tick(app: Flask, reconcile: bool = False, now: datetime | None = None) -> di
             webhooks = dispatch_webhooks()  # outbound webhooks: the outbox rows due now
             if webhooks:
                 done["webhooks"] = webhooks
+            offers = dispatch_freed_slots()  # the waiting list: freed slots to offer now
+            if offers:
+                done["freed_slots"] = offers
         finally:
             db.session.remove()
     return done
@@ -133,7 +137,7 @@ def run_forever(app: Flask, stop: threading.Event | None = None) -> None:
             done = tick(app, reconcile=reconcile)
             if reconcile:
                 last_reconcile = now
-            if done.get("queued") or done.get("webhooks"):
+            if done.get("queued") or done.get("webhooks") or done.get("freed_slots"):
                 log.info("scheduler: %s", done)
         except Exception:  # the scheduler must outlive a bad tick
             log.exception("scheduler tick failed")

@@ -29,6 +29,10 @@ _QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 # Kinds that are held until morning (rather than moved earlier) in quiet hours.
 HELD_KINDS = frozenset({"confirmation", "moved", "cancelled"})
+# Kinds moved earlier (never later than promised) out of quiet hours.
+REMINDER_KINDS = frozenset({"reminder", "second_reminder"})
+# Values that switch an optional setting off.
+OFF_VALUES = frozenset({"", "off", "none", "0"})
 # Kinds that are never held: the usager is waiting for the answer (a reply to their
 # SMS, the code of the online booking they are making right now).
 IMMEDIATE_KINDS = frozenset({"reply", "agent_alert", "verification"})
@@ -113,7 +117,7 @@ def apply_quiet_hours(
     if window is None:
         return send_at
     start, end = window
-    if kind == "reminder":
+    if kind in REMINDER_KINDS:
         return start - timedelta(minutes=1)
     return end
 

@@ -30,6 +30,7 @@ from gateway.online.pages import slot_week
 from gateway.phones import display_phone
 from gateway.rendering import hour, long_date
 from gateway.timeutil import localize, parse_iso, utcnow
+from gateway.waitlist import set_waiting
 
 bp = Blueprint("links", __name__)
 
@@ -149,11 +150,21 @@ def confirm_cancel(code: str):
     participation = _participation(code)
     if request.form.get("action") == "move":
         return _move(participation)
+    if request.form.get("action") in ("waitlist_on", "waitlist_off"):
+        return _waitlist(participation, request.form["action"] == "waitlist_on")
     try:
         cancel(participation.rdv, via="link")
     except DomainError:
         return _render(participation, "too_late", 409)
     return _render(participation, "cancelled")
+
+
+def _waitlist(participation: Participation, waiting: bool):
+    """Join or leave the waiting list (docs/waitlist.md) while the rdv can be cancelled."""
+    if not cancellable(participation, utcnow()):
+        return _render(participation, _state(participation, utcnow()), 409)
+    set_waiting(participation.rdv, waiting)
+    return _render(participation, "open", waitlist_changed=True)
 
 
 def _move(participation: Participation):

@@ -187,6 +187,7 @@ class DetailsForm(FlaskForm):
     email = EmailField("Adresse électronique", validators=[Optional(), Length(max=254)])
     notify_sms = BooleanField("J'accepte de recevoir la confirmation et les rappels par SMS")
     notify_email = BooleanField("J'accepte de recevoir la confirmation et les rappels par courriel")
+    waitlist = BooleanField("Prévenez-moi si un créneau plus tôt se libère")
 
 
 def _chosen_slot(org):
@@ -236,7 +237,11 @@ def details(slug: str):
         context["error"] = "Le formulaire a expiré ou n'est pas valide : vérifiez et renvoyez-le."
         return _no_store(_render("online_details.html", 4, **context), 400)
     data = {f.name: f.data for f in (form.first_name, form.last_name, form.phone, form.email)}
-    data.update(notify_sms=bool(form.notify_sms.data), notify_email=bool(form.notify_email.data))
+    data.update(
+        notify_sms=bool(form.notify_sms.data),
+        notify_email=bool(form.notify_email.data),
+        waitlist=bool(form.waitlist.data),
+    )
     try:
         row, _code = service.request_code(org, motif, lieu, agent.id, starts_at, data)
     except ValidationFailed as exc:

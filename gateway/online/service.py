@@ -454,6 +454,7 @@ def request_code(
             email=clean["email"],
             notify_sms=clean["notify_sms"],
             notify_email=clean["notify_email"],
+            waitlist=details.get("waitlist") is True,
             channel=channel,
             recipient=recipient,
             code_hash=_hash(public_id, code),
@@ -634,6 +635,7 @@ def _book(row: VerificationCode, now: datetime) -> Rdv:
             now=now,
             booked_via="online",
             on_created=lambda rdv: setattr(row, "rdv", rdv),
+            waitlist=bool(row.waitlist),
         )
     except DomainError:
         # The slot went meanwhile (the agent's day changed): this code is done with.

@@ -124,3 +124,27 @@ def test_create_webhook_endpoint_prints_the_secret_last_and_replay(runner, world
     assert ranged.exit_code == 0 and ranged.output.strip() == "1"
     assert len(db.session.scalars(select(WebhookOutbox)).all()) == 3
     assert runner.invoke(args=["replay-webhooks"]).exit_code != 0
+
+
+def test_configure_no_show_loop(runner, world):
+    org = str(world.org.id)
+    args = ["configure-no-show-loop", "--org", org]
+    result = runner.invoke(args=[*args, "--second-reminder", "24h", "--noshow-only"])
+    assert result.exit_code == 0, result.output
+    assert "second rappel 24h (absents seulement)" in result.output
+    motif = str(world.motif.id)
+    assert runner.invoke(args=[*args, "--motif", motif, "--second-reminder", "off"]).exit_code == 0
+    assert runner.invoke(args=[*args, "--waitlist-notice", "60"]).exit_code == 0
+    db.session.expire_all()
+    assert (world.org.second_reminder_offset, world.org.second_reminder_noshow_only) == (
+        "24h",
+        True,
+    )
+    assert (world.motif.second_reminder_offset, world.org.waitlist_notice_minutes) == ("off", 60)
+    bad = runner.invoke(args=[*args, "--second-reminder", "2d,2h"])
+    assert bad.exit_code != 0 and "un seul délai" in bad.output
+    assert runner.invoke(args=[*args, "--second-reminder", "demain"]).exit_code != 0
+    assert runner.invoke(args=["configure-no-show-loop", "--org", "999"]).exit_code != 0
+    assert runner.invoke(args=[*args, "--second-reminder", "off"]).exit_code == 0
+    db.session.expire_all()
+    assert world.org.second_reminder_offset is None

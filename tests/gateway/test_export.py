@@ -165,3 +165,23 @@ def test_bad_export_requests_are_400(login, world, query):
 def test_export_needs_a_login_and_shows_one_organisation(client, world, period):
     r = client.get("/rdvs/export", query_string={"from": "2026-06-05"})
     assert r.status_code == 302 and "/login" in r.headers["Location"]
+
+
+def test_export_lists_the_second_reminder_with_the_reminders(login, world):
+    world.org.second_reminder_offset = "24h"
+    db.session.commit()
+    with time_machine.travel(NOW, tick=False):
+        usager = make_usager(world.org, first="Ana", last="Silva", phone="+33611111111")
+        book(
+            world.org,
+            motif_id=world.motif.id,
+            lieu_id=world.lieu.id,
+            agent_id=world.agent.id,
+            usager_ids=[usager.id],
+            starts_at=datetime(2026, 6, 5, 9, 0, tzinfo=PARIS),
+        )
+    [row] = _csv_rows(login, **{"from": "2026-06-05", "to": "2026-06-05"})
+    assert (
+        row["Rappels"]
+        == "SMS 03/06 09:00 : programmé ; SMS (second rappel) 04/06 09:00 : programmé"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -49,14 +50,35 @@ def _inbound_actions() -> set[str]:
 
 def _skip_reasons() -> set[str]:
     """Every reason a message is cancelled or skipped with, as the code writes it."""
+    by_code = _literals(r'S\.(?:SKIPPED|CANCELLED), SKIP_REASON_LABELS\["([a-z_]+)"\]')
     return (
-        _literals(r'S\.(?:SKIPPED|CANCELLED), "([^"]+)"')
+        {labels.SKIP_REASON_LABELS.get(code, code) for code in by_code}
+        | _literals(r'S\.(?:SKIPPED|CANCELLED), "([^"]+)"')
         | _literals(r'cancel_unsent\([^)]*?"([^"]+)"\)')
         | _literals(r'S\.(?:SKIPPED|CANCELLED)[^\n]*detail="([^"]+)"')
     )
 
 
+def _outcomes() -> set[str]:
+    from gateway.history import outcome
+
+    codes = set()
+    for status in models.RDV_STATUSES:
+        for started in (False, True):
+            rdv = models.Rdv(status=status, starts_at=NOW)
+            codes.add(outcome(rdv, NOW + (timedelta(hours=1) if started else -timedelta(hours=1))))
+    return codes
+
+
+def _offer_statuses() -> set[str]:
+    from gateway import waitlist
+
+    return {waitlist.OFFERED, waitlist.TAKEN, waitlist.LOST, waitlist.EXPIRED}
+
+
 VOCABULARIES = [
+    ("rdv outcome", _outcomes, labels.OUTCOME_LABELS),
+    ("waiting-list offer status", _offer_statuses, labels.WAITLIST_OFFER_STATUS_LABELS),
     ("rdv status", lambda: set(models.RDV_STATUSES), labels.STATUS_LABELS),
     ("message status", lambda: set(S.ALL_STATUSES), labels.MESSAGE_STATUS_LABELS),
     ("message kind", _kinds, labels.KIND_LABELS),
@@ -92,6 +114,7 @@ def test_every_skip_or_cancel_reason_the_code_writes_is_a_label():
     reasons = _skip_reasons()
     # The scan finds the send job's verdicts and the planner's, not just a few.
     assert {"rdv annulé", "rdv déplacé", "pas de destinataire"} <= reasons
+    assert labels.SKIP_REASON_LABELS["confirmed_by_oui"] in reasons  # the no-show loop's too
     assert sorted(reasons - set(labels.SKIP_REASON_LABELS.values())) == []
 
 

@@ -23,4 +23,4 @@ def test_the_migrations_form_one_line_to_the_head(app):
     script = ScriptDirectory.from_config(alembic_config())
     assert len(script.get_heads()) == 1
     revisions = list(script.walk_revisions())
-    assert revisions[-1].down_revision is None and len(revisions) == 9
+    assert revisions[-1].down_revision is None and len(revisions) == 10

@@ -693,3 +693,20 @@ def test_a_lieu_without_the_motif_or_of_another_organisation_is_404(client, onli
         assert client.get(url).status_code == 404
     lieux = client.get(f"/prendre-rdv/test-62/lieu?motif={online.motif.id}").get_data(as_text=True)
     assert "Antenne fermée" not in lieux and "Ailleurs" not in lieux
+
+
+def test_online_booking_can_ask_for_the_waiting_list(client, online):
+    page = client.get(_slot_url(online)).get_data(as_text=True)
+    assert "Prévenez-moi si un créneau plus tôt se libère" in page
+    _, row, code = _ask_code(client, online, details={**DETAILS, "waitlist": "y"})
+    assert row.waitlist is True
+    client.post(_code_url(online, row), data={"code": code})
+    db.session.expire_all()
+    assert db.session.scalar(select(Rdv)).waitlist is True
+
+
+def test_online_booking_is_off_the_waiting_list_unless_asked(client, online):
+    _, row, code = _ask_code(client, online)
+    client.post(_code_url(online, row), data={"code": code})
+    db.session.expire_all()
+    assert db.session.scalar(select(Rdv)).waitlist is False

@@ -25,11 +25,12 @@ PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=PARIS)
 
 # Routes anyone may call: operators' health check, login, public statistics,
-# usagers' cancellation links, providers' webhooks (signature-checked), assets,
-# the API's OpenAPI document and its page, /metrics (bearer METRICS_TOKEN, 404 unset),
-# the usagers' online booking pages (tests/gateway/test_online.py).
+# usagers' cancellation links and waiting-list offers, providers' webhooks
+# (signature-checked), assets, the API's OpenAPI document and its page, /metrics
+# (bearer METRICS_TOKEN, 404 unset), the usagers' online booking pages
+# (tests/gateway/test_online.py).
 PUBLIC = re.compile(
-    r"^(/health|/login|/stats|/stats\.json|/c/<[^>]+>|/webhooks/.*|/static/.*"
+    r"^(/health|/login|/stats|/stats\.json|/c/<[^>]+>|/o/<[^>]+>|/webhooks/.*|/static/.*"
     r"|/api/v1/openapi\.json|/api/docs|/metrics|/prendre-rdv(/.*)?)$"
 )
 PUBLIC_DOCS = {"/api/v1/openapi.json", "/api/docs"}

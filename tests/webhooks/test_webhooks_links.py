@@ -148,3 +148,16 @@ def test_guessing_codes_is_rate_limited(limited, app, client, rdv):
     assert db.session.get(Rdv, rdv.id).status == "unknown"
     other = client.get(f"/c/{_code(rdv)}", environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert other.status_code == 200  # per client address
+
+
+def test_the_manage_link_shows_and_changes_the_waiting_list_choice(client, rdv):
+    page = client.get(f"/c/{_code(rdv)}").get_data(as_text=True)
+    assert "Prévenez-moi si un créneau plus tôt se libère" in page
+    on = client.post(f"/c/{_code(rdv)}", data={"action": "waitlist_on"})
+    assert on.status_code == 200 and "Ne plus me prévenir" in on.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Rdv, rdv.id).waitlist is True and rdv.status == "unknown"
+    client.post(f"/c/{_code(rdv)}", data={"action": "waitlist_off"})
+    db.session.expire_all()
+    assert db.session.get(Rdv, rdv.id).waitlist is False
+    assert db.session.get(Rdv, rdv.id).status == "unknown"  # never a cancellation
