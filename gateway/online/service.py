@@ -60,7 +60,7 @@ from ..planning import new_message
 from ..rendering import Rendered, finish_sms, hour, long_date, short_date
 from ..slots import Slot, free_slots
 from ..timeutil import require_aware, utcnow
-from ..usagers import clean_usager_fields, find_duplicate_usager
+from ..usagers import clean_usager_fields, create_usager, find_duplicate_usager
 
 CODE_TTL = timedelta(minutes=10)
 MAX_TRIES = 5
@@ -603,17 +603,8 @@ def _book(row: VerificationCode, now: datetime) -> Rdv:
         _check_cap(org, row.phone, row.email, now)
         usager = find_duplicate_usager(org, row.first_name, row.last_name, row.phone, row.email)
         if usager is None:
-            usager = Usager(
-                organisation_id=org.id,
-                first_name=row.first_name,
-                last_name=row.last_name,
-                phone=row.phone,
-                email=row.email,
-                notify_sms=row.notify_sms,
-                notify_email=row.notify_email,
-                sms_opted_out=False,
-            )
-            db.session.add(usager)
+            fields = ("first_name", "last_name", "phone", "email", "notify_sms", "notify_email")
+            usager = create_usager(org, {f: getattr(row, f) for f in fields}, commit=False)
         else:
             # Known person: add a contact they did not have, never overwrite one.
             usager.phone = usager.phone or row.phone
